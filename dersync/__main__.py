@@ -1,0 +1,3 @@
+from dersync.cli.main import main
+
+main()

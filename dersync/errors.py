@@ -1,0 +1,62 @@
+"""One error hierarchy for the whole service.
+
+The split that matters is retriable versus fatal: a retriable failure leaves the record due for
+the next attempt; a fatal one stops the pass (bad configuration, AEMO refusing our credentials,
+a client bug such as 405/411/415) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class DersyncError(Exception):
+    """Base class: every error the CLI turns into a one-line message."""
+
+
+class ConfigError(DersyncError):
+    """The configuration is missing or wrong; carries one line per problem."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class StoreUnavailable(DersyncError):
+    """The local store cannot be reached or is locked beyond the wait we allow."""
+
+
+class AemoError(DersyncError):
+    """Something went wrong talking to AEMO."""
+
+
+class RetriableError(AemoError):
+    """Worth trying again later: 429, 5xx, timeouts, dropped connections.
+
+    `retry_after` carries the server's hint in seconds when it gave a usable one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
+                 transaction_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.transaction_id = transaction_id
+
+
+class FatalError(AemoError):
+    """Retrying cannot help and the pass should stop: credentials refused, client bugs."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 transaction_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transaction_id = transaction_id
+
+
+class AuthError(FatalError):
+    """AEMO's OAuth endpoint refused the client id and secret (or the token after one refresh)."""
+
+
+class RetriesExhausted(RetriableError):
+    """A retriable failure that persisted through every allowed attempt; the record stays due."""

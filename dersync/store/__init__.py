@@ -1,0 +1,132 @@
+"""The local store: the operator's DER records, their sync state and what AEMO said about them.
+
+`Store` is the one door to the database: every method is one short transaction, and database
+failures surface as `StoreUnavailable` with a readable reason (never a driver traceback).
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dersync.errors import StoreUnavailable
+from dersync.store import equipment, exceptions, passes, records
+from dersync.store.db import describe_url, make_engine, migrate, ping
+from dersync.store.equipment import EquipmentId, IdMap
+from dersync.store.exceptions import Finding
+from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcome
+from dersync.store.records import ABSENT, DueRecord, InputRow
+from dersync.store.tables import der_record
+
+__all__ = [
+    "ABSENT", "DueRecord", "EquipmentId", "Finding", "IdMap", "InputRow", "PartOutcome",
+    "RecordOutcome", "Store", "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    async def open(cls, database_url: str, *, migrate_schema: bool = True) -> "Store":
+        """Connect and migrate; raises StoreUnavailable with the reason if the store is out of reach."""
+        engine = make_engine(database_url)
+        if migrate_schema:
+            try:
+                await migrate(engine)
+            except BaseException:
+                await engine.dispose()
+                raise
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @property
+    def description(self) -> str:
+        return describe_url(str(self.engine.url))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as connection:
+                yield connection
+        except (OperationalError, DBAPIError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
+
+    async def ping(self) -> None:
+        async with self.transaction() as connection:
+            await ping(connection)
+
+    # --- input ---------------------------------------------------------------------------------
+    async def upsert_inputs(self, rows: Sequence[InputRow]) -> None:
+        async with self.transaction() as connection:
+            await records.upsert_inputs(connection, rows)
+
+    async def due_batches(self, batch_size: int) -> AsyncIterator[list[DueRecord]]:
+        try:
+            async for batch in records.due_batches(self.engine, batch_size):
+                yield batch
+        except (OperationalError, DBAPIError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
+
+    async def mark_due(self, nmis: Sequence[str], *, forget_synced: bool = True) -> int:
+        async with self.transaction() as connection:
+            return await records.mark_due(connection, nmis, forget_synced=forget_synced)
+
+    # --- sync outcomes -------------------------------------------------------------------------
+    async def mark_attempts(self, nmis: Sequence[str]) -> None:
+        async with self.transaction() as connection:
+            await records.mark_attempts(connection, nmis, utcnow())
+
+    async def record_outcome(self, outcome: RecordOutcome) -> None:
+        async with self.transaction() as connection:
+            await record_outcome(connection, outcome, utcnow())
+
+    async def load_ids(self, nmis: Sequence[str]) -> dict[str, IdMap]:
+        async with self.transaction() as connection:
+            return await equipment.load_ids(connection, nmis)
+
+    # --- admin views ---------------------------------------------------------------------------
+    async def list_exceptions(self, **filters: Any) -> list[dict[str, Any]]:
+        async with self.transaction() as connection:
+            return await exceptions.list_exceptions(connection, **filters)
+
+    async def status(self) -> dict[str, Any]:
+        """Counts by sync state, open exceptions by level, and the last passes."""
+        async with self.transaction() as connection:
+            rows = await connection.execute(
+                select(der_record.c.sync_state, func.count()).group_by(der_record.c.sync_state)
+            )
+            by_state = {"pending": 0, "synced": 0, "rejected": 0, "retry": 0}
+            by_state.update({state: count for state, count in rows})
+            due = (await connection.execute(select(func.count()).where(der_record.c.due))).scalar_one()
+            return {
+                "records": by_state,
+                "due": due,
+                "open_exceptions": await exceptions.open_counts(connection),
+                "last_sync": await passes.last_pass(connection, "sync"),
+                "last_successful_sync": await passes.last_pass(connection, "sync", successful=True),
+                "last_reconcile": await passes.last_pass(connection, "reconcile"),
+            }
+
+    async def start_pass(self, kind: str) -> int:
+        async with self.transaction() as connection:
+            return await passes.start_pass(connection, kind, utcnow())
+
+    async def finish_pass(self, pass_id: int, status: str, summary: dict[str, Any],
+                          error: str | None = None) -> None:
+        async with self.transaction() as connection:
+            await passes.finish_pass(connection, pass_id, status, summary, utcnow(), error)

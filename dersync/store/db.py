@@ -1,0 +1,75 @@
+"""Opening the store: engine, connection settings per database, and migrations at start.
+
+SQLite is the embedded default (one process); PostgreSQL is the production store. The same
+SQLAlchemy Core code runs on both; only connection set-up differs here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from dersync.errors import StoreUnavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+#: How long a writer waits for SQLite's lock before the store counts as unavailable.
+SQLITE_BUSY_SECONDS = 30.0
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine tuned for the database behind `url`."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    """WAL lets readers (status, exceptions list) run beside the sync pass's writes."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest revision; safe to run at every start."""
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        raise StoreUnavailable(f"store {describe_url(str(engine.url))} is unreachable: {_reason(exc)}") from None
+
+
+def _upgrade(sync_connection) -> None:  # type: ignore[no-untyped-def]
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = sync_connection
+    command.upgrade(config, "head")
+
+
+async def ping(connection: AsyncConnection) -> None:
+    await connection.execute(text("SELECT 1"))
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password: safe for logs and error messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__

@@ -1,0 +1,39 @@
+"""The log of passes (sync and reconciliation): when they ran and what they counted."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import desc, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from dersync.store.tables import sync_pass
+
+
+async def start_pass(connection: AsyncConnection, kind: str, now: datetime) -> int:
+    result = await connection.execute(
+        sync_pass.insert().values(kind=kind, started_at=now, status="running").returning(sync_pass.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def finish_pass(connection: AsyncConnection, pass_id: int, status: str, summary: dict[str, Any],
+                      now: datetime, error: str | None = None) -> None:
+    await connection.execute(
+        update(sync_pass).where(sync_pass.c.id == pass_id)
+        .values(status=status, finished_at=now, summary=json.dumps(summary), error=error)
+    )
+
+
+async def last_pass(connection: AsyncConnection, kind: str, *, successful: bool = False) -> dict[str, Any] | None:
+    query = select(sync_pass).where(sync_pass.c.kind == kind).order_by(desc(sync_pass.c.id)).limit(1)
+    if successful:
+        query = query.where(sync_pass.c.status == "ok")
+    row = (await connection.execute(query)).first()
+    if row is None:
+        return None
+    data = dict(row._mapping)
+    data["summary"] = json.loads(data["summary"]) if data["summary"] else {}
+    return data

@@ -1,0 +1,124 @@
+"""Reading and writing the input side of `der_record`: imports in, due records out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import AsyncIterator, Sequence
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dersync.store.tables import der_record
+
+#: Marks "this part was not in the input line": the stored part stays as it was.
+ABSENT = object()
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One import line: either part may be ABSENT (kept) or JSON text (replaces the stored part)."""
+
+    nmi: str
+    nmi_details: str | object = ABSENT
+    installation: str | object = ABSENT
+
+
+@dataclass(frozen=True)
+class DueRecord:
+    """A record the next pass must look at, with what the store knows of it at AEMO."""
+
+    nmi: str
+    nmi_details: str | None
+    installation: str | None
+    revision: int
+    sync_state: str
+    nmi_synced_hash: str | None
+    inst_synced_hash: str | None
+    nmi_rejected_hash: str | None
+    inst_rejected_hash: str | None
+    nmi_at_aemo: bool | None
+    inst_at_aemo: bool | None
+    attempt_started_at: datetime | None
+
+
+_DUE_COLUMNS = [der_record.c[name] for name in DueRecord.__dataclass_fields__]
+
+
+async def upsert_inputs(connection: AsyncConnection, rows: Sequence[InputRow]) -> None:
+    """Insert or replace the given parts; the change trigger marks changed rows due."""
+    groups: dict[tuple[bool, bool], list[dict[str, object]]] = {}
+    for row in _last_per_nmi(rows):
+        has_details = row.nmi_details is not ABSENT
+        has_installation = row.installation is not ABSENT
+        values: dict[str, object] = {"nmi": row.nmi}
+        if has_details:
+            values["nmi_details"] = row.nmi_details
+        if has_installation:
+            values["installation"] = row.installation
+        groups.setdefault((has_details, has_installation), []).append(values)
+    dialect = connection.dialect.name
+    for (has_details, has_installation), values in groups.items():
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(der_record)
+        replaced = [name for name, present in (("nmi_details", has_details), ("installation", has_installation)) if present]
+        if replaced:
+            statement = insert.on_conflict_do_update(
+                index_elements=[der_record.c.nmi],
+                set_={name: insert.excluded[name] for name in replaced},
+            )
+        else:
+            statement = insert.on_conflict_do_nothing(index_elements=[der_record.c.nmi])
+        await connection.execute(statement, values)
+
+
+def _last_per_nmi(rows: Sequence[InputRow]) -> list[InputRow]:
+    """Within one batch the last line for an NMI wins, part by part, as if applied in order."""
+    merged: dict[str, InputRow] = {}
+    for row in rows:
+        previous = merged.get(row.nmi)
+        if previous is None:
+            merged[row.nmi] = row
+            continue
+        merged[row.nmi] = InputRow(
+            nmi=row.nmi,
+            nmi_details=row.nmi_details if row.nmi_details is not ABSENT else previous.nmi_details,
+            installation=row.installation if row.installation is not ABSENT else previous.installation,
+        )
+    return list(merged.values())
+
+
+async def due_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[DueRecord]]:
+    """Stream due records in NMI order, one short read per batch (flat memory, no long locks)."""
+    after = ""
+    while True:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                select(*_DUE_COLUMNS)
+                .where(and_(der_record.c.due, der_record.c.nmi > after))
+                .order_by(der_record.c.nmi)
+                .limit(batch_size)
+            )
+            batch = [DueRecord(**row._mapping) for row in result]
+        if not batch:
+            return
+        yield batch
+        after = batch[-1].nmi
+
+
+async def mark_attempts(connection: AsyncConnection, nmis: Sequence[str], now: datetime) -> None:
+    """Note that writes are about to go out, so a crash leaves a trace to check at AEMO."""
+    if nmis:
+        await connection.execute(
+            update(der_record).where(der_record.c.nmi.in_(nmis)).values(attempt_started_at=now)
+        )
+
+
+async def mark_due(connection: AsyncConnection, nmis: Sequence[str], *, forget_synced: bool) -> int:
+    """Make records due again (reconciliation repair): the next pass pushes the store's version."""
+    values: dict[str, object] = {"due": True}
+    if forget_synced:
+        values.update(nmi_synced_hash=None, inst_synced_hash=None, nmi_rejected_hash=None,
+                      inst_rejected_hash=None, sync_state="pending")
+    result = await connection.execute(update(der_record).where(der_record.c.nmi.in_(nmis)).values(**values))
+    return result.rowcount or 0
