@@ -82,6 +82,14 @@ class Store:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
 
+    async def load_records(self, nmis: Sequence[str]) -> list[DueRecord]:
+        async with self.transaction() as connection:
+            return await records.load_records(connection, nmis)
+
+    async def count_due(self) -> int:
+        async with self.transaction() as connection:
+            return await records.count_due(connection)
+
     async def mark_due(self, nmis: Sequence[str], *, forget_synced: bool = True) -> int:
         async with self.transaction() as connection:
             return await records.mark_due(connection, nmis, forget_synced=forget_synced)

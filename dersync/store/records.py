@@ -122,3 +122,17 @@ async def mark_due(connection: AsyncConnection, nmis: Sequence[str], *, forget_s
                       inst_rejected_hash=None, sync_state="pending")
     result = await connection.execute(update(der_record).where(der_record.c.nmi.in_(nmis)).values(**values))
     return result.rowcount or 0
+
+
+async def load_records(connection: AsyncConnection, nmis: Sequence[str]) -> list[DueRecord]:
+    """Fresh copies of chosen records (a retry round re-reads what it retries)."""
+    result = await connection.execute(
+        select(*_DUE_COLUMNS).where(der_record.c.nmi.in_(nmis)).order_by(der_record.c.nmi)
+    )
+    return [DueRecord(**row._mapping) for row in result]
+
+
+async def count_due(connection: AsyncConnection) -> int:
+    from sqlalchemy import func
+
+    return int((await connection.execute(select(func.count()).where(der_record.c.due))).scalar_one())

@@ -1,0 +1,97 @@
+"""`dersync demo`: the main job end to end on the embedded default, with no configuration.
+
+It starts the AEMO simulator on a free loopback port, imports the bundled sample records
+(realistic WA NMIs and equipment, some of which AEMO rejects or flags) into `./dersync-demo.db`,
+runs one sync pass with a progress bar, and prints what AEMO accepted, rejected and flagged.
+The simulator keeps its register in `./dersync-demo-aemo.json`, so a second run in the same
+folder shows the point of change detection: unchanged records cause no requests at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from rich.table import Table
+
+from dersync.cli.output import console, progress_bar, render
+from dersync.logs import configure_logging
+from dersync.settings import Settings
+from dersync.store import Store
+from dersync.store.importer import import_file
+
+DEMO_DB = Path("dersync-demo.db")
+DEMO_AEMO_STATE = Path("dersync-demo-aemo.json")
+DEMO_PARTICIPANT = "DEMONSP"
+SHOWN_EXCEPTIONS = 15
+
+
+def bundled_records() -> Path:
+    return Path(str(resources.files("dersync") / "data" / "sample-records.jsonl"))
+
+
+async def run_demo(records: Path | None = None) -> int:
+    from dersync.mock import SimulatorConfig, run_simulator
+    from dersync.sync import sync_once
+
+    records = records or bundled_records()
+    sim_config = SimulatorConfig(state_file=str(DEMO_AEMO_STATE), participant_id=DEMO_PARTICIPANT)
+    async with run_simulator(sim_config) as sim:
+        settings = Settings(
+            database_url=f"sqlite:///{DEMO_DB}",
+            oauth_token_url=sim.oauth_token_url,
+            nmi_api_url=sim.nmi_api_url,
+            installation_api_url=sim.installation_api_url,
+            client_id=sim_config.client_id,
+            client_secret=sim_config.client_secret,
+            participant_id=DEMO_PARTICIPANT,
+            log_format="console",
+            log_level="WARNING",
+        )
+        configure_logging(settings)
+        console.print(f"AEMO simulator listening on {sim.url}", markup=False, highlight=False)
+        store = await Store.open(settings.database_url)
+        try:
+            report = await import_file(store, records)
+            console.print(f"Imported {report.stored} records from {records.name} into {DEMO_DB} "
+                          f"({len(report.problems)} lines skipped)", markup=False, highlight=False)
+            bar, update = progress_bar("Syncing with AEMO", sys.stdout.isatty())
+            if bar is not None:
+                with bar:
+                    summary = await sync_once(settings, store, progress=update)
+            else:
+                summary = await sync_once(settings, store, progress=update)
+            _print_summary(summary.as_dict())
+            exceptions = await store.list_exceptions(open_only=True)
+        finally:
+            await store.close()
+    _print_exceptions(exceptions)
+    console.print("\nRun `dersync demo` again in this folder: unchanged records cause no requests. "
+                  f"Inspect with `DERSYNC_DATABASE_URL=sqlite:///{DEMO_DB} dersync exceptions list --open`.",
+                  markup=False, highlight=False)
+    return 0
+
+
+def _print_summary(counts: dict[str, object]) -> None:
+    table = Table(title="Sync pass")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    for label, key in (
+        ("records looked at", "records"), ("sent to AEMO", "sent"), ("created", "created"),
+        ("updated", "updated"), ("unchanged (no request)", "unchanged"),
+        ("rejected locally (never sent)", "rejected_local"), ("rejected by AEMO: schema (400)", "rejected_schema"),
+        ("rejected by AEMO: first level (422)", "rejected_first"),
+        ("flagged Conditional (second level)", "flagged_conditional"), ("left due for retry", "left_due"),
+        ("HTTP requests", "requests"), ("throttled (429)", "throttled"), ("seconds", "seconds"),
+    ):
+        table.add_row(label, str(counts[key]))
+    console.print(table)
+
+
+def _print_exceptions(rows: list[dict[str, object]]) -> None:
+    if not rows:
+        console.print("No open exceptions.")
+        return
+    render(rows[:SHOWN_EXCEPTIONS], ("nmi", "level", "code", "detail", "nspConnectionId", "transactionId"),
+           "table", title=f"Open exceptions ({len(rows)} in all, first {min(len(rows), SHOWN_EXCEPTIONS)} shown)")

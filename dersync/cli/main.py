@@ -1,0 +1,167 @@
+"""Entry point of the `dersync` console script.
+
+Each command builds the one `Settings` object, opens what it needs and runs one coroutine.
+Errors an operator can act on (configuration, store, AEMO refusing credentials) print one line
+per problem and exit non-zero without a traceback; `--debug` shows the traceback too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import click
+
+from dersync.errors import ConfigError, DersyncError
+from dersync.logs import configure_logging
+from dersync.settings import Settings, load_settings
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+class Context:
+    def __init__(self, config: str | None, debug: bool) -> None:
+        self.config = config
+        self.debug = debug
+
+    def settings(self, **overrides: Any) -> Settings:
+        settings = load_settings(self.config, **overrides)
+        configure_logging(settings)
+        return settings
+
+
+def run_async(func: Callable[..., Awaitable[int | None]]) -> Callable[..., None]:
+    """Run a command coroutine, turning dersync errors into one-line messages and exit codes."""
+
+    @functools.wraps(func)
+    @click.pass_obj
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> None:
+        try:
+            code = asyncio.run(func(ctx, *args, **kwargs))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"dersync: configuration: {problem}", err=True)
+            if ctx.debug:
+                raise
+            sys.exit(EXIT_CONFIG)
+        except DersyncError as exc:
+            click.echo(f"dersync: {exc}", err=True)
+            if ctx.debug:
+                raise
+            sys.exit(EXIT_FAILED)
+        except KeyboardInterrupt:
+            click.echo("dersync: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for operators
+            if ctx.debug:
+                raise
+            click.echo(f"dersync: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+            sys.exit(EXIT_FAILED)
+        sys.exit(code or 0)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="TOML settings file (default: $DERSYNC_CONFIG, else config/dersync.toml if present).")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="dersync")
+@click.pass_context
+def cli(click_ctx: click.Context, config: str | None, debug: bool) -> None:
+    """Keep AEMO's WEM DER Register in step with the network operator's DER records."""
+    click_ctx.obj = Context(config, debug)
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@run_async
+async def import_command(ctx: Context, path: Path) -> int:
+    """Load records from a JSON Lines file (or a JSON array) into the local store."""
+    from dersync.cli.commands import do_import
+
+    return await do_import(ctx.settings(), path)
+
+
+@cli.command("sync")
+@click.option("--once", is_flag=True, default=True, help="Run one full pass and exit (the default).")
+@run_async
+async def sync_command(ctx: Context, once: bool) -> int:
+    """Push every due record to AEMO once; exit 0 even when AEMO rejected some records."""
+    from dersync.cli.commands import do_sync
+
+    return await do_sync(ctx.settings())
+
+
+@cli.group("exceptions")
+def exceptions_group() -> None:
+    """Validation exceptions: what local validation or AEMO said is wrong."""
+
+
+@exceptions_group.command("list")
+@click.option("--open", "open_only", is_flag=True, help="Only exceptions still open.")
+@click.option("--nmi", default=None, help="Only this NMI.")
+@click.option("--level", type=click.Choice(["local", "schema", "first", "second"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def exceptions_list(ctx: Context, open_only: bool, nmi: str | None, level: str | None, fmt: str) -> int:
+    """List exceptions with their code, detail and AEMO transactionId."""
+    from dersync.cli.commands import do_exceptions
+
+    return await do_exceptions(ctx.settings(), open_only=open_only, nmi=nmi, level=level, fmt=fmt)
+
+
+@cli.command("status")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@run_async
+async def status_command(ctx: Context, fmt: str) -> int:
+    """Records by sync state, open exceptions by level, and the last pass."""
+    from dersync.cli.commands import do_status
+
+    return await do_status(ctx.settings(), fmt)
+
+
+@cli.command("mock-aemo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8085, show_default=True, type=int)
+@click.option("--token-lifetime", default=3599, show_default=True, type=int, help="Seconds a token lives.")
+@click.option("--rate-limit", default=6000, show_default=True, type=int, help="Requests per 60 s window.")
+@click.option("--fault-rate", default=0.0, show_default=True, type=float, help="Share of API calls that fail.")
+@click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to each answer.")
+@click.option("--state-file", default=None, type=click.Path(dir_okay=False), help="Keep the register in this file.")
+@click.option("--response-shape", type=click.Choice(["wrapped", "bare"]), default="wrapped", show_default=True)
+@run_async
+async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rate_limit: int,
+                    fault_rate: float, latency: float, state_file: str | None, response_shape: str) -> int:
+    """Run the project's AEMO simulator (OAuth, NMI and Installation APIs) for testing."""
+    from dersync.mock import SimulatorConfig, serve_forever
+
+    configure_logging(Settings(log_format=None))
+    config = SimulatorConfig(token_lifetime_seconds=token_lifetime, rate_limit_per_minute=rate_limit,
+                             fault_rate=fault_rate, latency_seconds=latency, state_file=state_file,
+                             response_shape=response_shape)
+    await serve_forever(config, host, port)
+    return 0
+
+
+@cli.command("demo")
+@click.option("--records", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Import this file instead of the bundled sample records.")
+@run_async
+async def demo_command(ctx: Context, records: Path | None) -> int:
+    """Run the main job end to end against the built-in AEMO simulator, with no configuration."""
+    from dersync.cli.demo import run_demo
+
+    return await run_demo(records)
+
+
+def main() -> None:
+    cli(prog_name="dersync")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,79 @@
+"""Logging for admins: structlog events, one JSON object per line in containers.
+
+Everything (our events and the libraries' standard-library logs) goes through one
+`ProcessorFormatter` to stdout. Secrets never appear: values registered with `redact` are
+masked wherever they occur, and fields whose names look secret are masked whatever they hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, MutableMapping
+
+import structlog
+
+from dersync.settings import Settings
+
+_SECRET_NAMES = ("secret", "password", "token", "authorization", "apikey", "api_key")
+_secrets: set[str] = set()
+MASK = "***"
+
+
+def redact(value: str | None) -> None:
+    """Register a secret value (client secret, access token) so no log line can show it."""
+    if value and len(value) >= 4:
+        _secrets.add(value)
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+    return value
+
+
+def scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if any(marker in key.lower() for marker in _SECRET_NAMES) and key != "token_refreshes":
+            event[key] = MASK
+        else:
+            event[key] = _mask(event[key])
+    return event
+
+
+def configure_logging(settings: Settings) -> None:
+    if settings.client_secret is not None:
+        redact(settings.client_secret.get_secret_value())
+    if settings.api_key is not None:
+        redact(settings.api_key.get_secret_value())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        scrub_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.resolved_log_format() == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(sys.stdout if settings.resolved_log_format() == "json" else sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer])
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    for noisy in ("aiohttp.access", "alembic", "apscheduler", "urllib3", "requests_oauthlib", "oauthlib"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))

@@ -1,0 +1,145 @@
+"""`dersync import`: JSON Lines (or one JSON array) of records into the store.
+
+Each object is `{"nmiDetails": {...}, "installation": {...}}`; either key may be absent, and a
+present key replaces that part of the NMI's stored record. The file is streamed in batches, so a
+file of millions of lines needs no more memory than one batch. A line that is not JSON (or not
+UTF-8, or has no NMI) is reported with its line number and skipped; anything else is stored as
+it is: judging content is the sync pass's job, which reports it per field.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+import ijson
+
+from dersync.store import ABSENT, InputRow, Store
+
+BATCH_SIZE = 1000
+PARTS = {"nmiDetails": "nmi_details", "installation": "installation"}
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    stored: int = 0
+    problems: list[ImportProblem] = field(default_factory=list)
+
+
+async def import_file(
+    store: Store,
+    path: Path,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    """Stream `path` into the store; `on_progress` receives bytes read so far."""
+    report = ImportReport()
+    batch: list[InputRow] = []
+    with path.open("rb") as handle:
+        for number, item in _items(handle):
+            report.lines = number
+            if on_progress is not None and number % 200 == 0:
+                on_progress(handle.tell())
+            if isinstance(item, ImportProblem):
+                report.problems.append(item)
+                continue
+            row = to_input_row(item)
+            if isinstance(row, str):
+                report.problems.append(ImportProblem(number, row))
+                continue
+            batch.append(row)
+            if len(batch) >= batch_size:
+                await store.upsert_inputs(batch)
+                report.stored += len(batch)
+                batch = []
+        if batch:
+            await store.upsert_inputs(batch)
+            report.stored += len(batch)
+        if on_progress is not None:
+            on_progress(handle.tell())
+    return report
+
+
+def _items(handle: BinaryIO) -> Iterator[tuple[int, Any]]:
+    """Yield (line or element number, parsed object or ImportProblem)."""
+    if _first_significant_byte(handle) == b"[":
+        yield from _array_items(handle)
+    else:
+        yield from _line_items(handle)
+
+
+def _first_significant_byte(handle: BinaryIO) -> bytes:
+    start = handle.read(4096).lstrip(b"\xef\xbb\xbf").lstrip()
+    handle.seek(0)
+    return start[:1]
+
+
+def _line_items(handle: BinaryIO) -> Iterator[tuple[int, Any]]:
+    for number, raw in enumerate(handle, start=1):
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            yield number, ImportProblem(number, f"not UTF-8 text (byte {exc.start + 1}); line skipped")
+            continue
+        try:
+            yield number, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, ImportProblem(number, f"not valid JSON ({exc.msg} at column {exc.colno}); line skipped")
+        except RecursionError:
+            yield number, ImportProblem(number, "JSON nested too deeply; line skipped")
+
+
+def _array_items(handle: BinaryIO) -> Iterator[tuple[int, Any]]:
+    """Elements of a top-level JSON array; numbered from 1 (there are no lines to speak of)."""
+    number = 0
+    try:
+        for number, item in enumerate(ijson.items(handle, "item", use_float=True), start=1):
+            yield number, item
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
+        yield number + 1, ImportProblem(
+            number + 1, f"array element {number + 1} is not valid JSON ({exc}); the rest of the file was not read"
+        )
+
+
+def to_input_row(item: Any) -> InputRow | str:
+    """An import object as a store row, or the reason it cannot be one."""
+    if not isinstance(item, dict):
+        return f"expected a JSON object, got {type(item).__name__}; skipped"
+    unknown = sorted(set(item) - set(PARTS))
+    if unknown:
+        return f"unknown key(s) {', '.join(map(repr, unknown))} (expected nmiDetails and/or installation); skipped"
+    if not item:
+        return "neither nmiDetails nor installation is present; skipped"
+    nmi = _nmi_of(item)
+    if nmi is None:
+        return "no NMI: nmiDetails.nmi or installation.nmi must be a non-empty string; skipped"
+    parts: dict[str, Any] = {}
+    for key, column in PARTS.items():
+        if key in item:
+            value = item[key]
+            parts[column] = None if value is None else json.dumps(value, ensure_ascii=False)
+    return InputRow(nmi=nmi, nmi_details=parts.get("nmi_details", ABSENT),
+                    installation=parts.get("installation", ABSENT))
+
+
+def _nmi_of(item: dict[str, Any]) -> str | None:
+    for key in PARTS:
+        part = item.get(key)
+        if isinstance(part, dict) and isinstance(part.get("nmi"), str) and part["nmi"].strip():
+            return part["nmi"].strip()
+    return None

@@ -1,0 +1,284 @@
+"""One sync pass: store → plan → validate → send → record outcome.
+
+Records stream from the store in NMI order, a batch at a time. Per batch: plan and validate
+locally (no HTTP for unchanged or invalid records), learn what AEMO already holds with one
+batched GET per 100 NMIs, note that writes are about to go out, then push NMI details before
+installations with bounded concurrency, recording each record's outcome in one transaction.
+Records whose requests failed retriably get a few more rounds at the end of the pass and
+otherwise stay due for the next one; they are never marked synced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import structlog
+
+from dersync.aemo.client import AemoClient
+from dersync.aemo.responses import AemoResponse
+from dersync.errors import PayloadTooLarge, RetriableError
+from dersync.settings import Settings
+from dersync.store import DueRecord, Finding, IdMap, PartOutcome, RecordOutcome, Store
+from dersync.store.equipment import ids_from_installation
+from dersync.sync import outcomes
+from dersync.sync.payload import missing_ids, with_aemo_ids
+from dersync.sync.plan import PartPlan, RecordPlan, plan_record
+from dersync.sync.summary import PassSummary
+
+log = structlog.get_logger("dersync.sync")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class AemoView:
+    """What this pass knows of one NMI at AEMO before writing."""
+
+    nmi_at_aemo: bool | None
+    inst_at_aemo: bool | None
+    ids: IdMap = field(default_factory=dict)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        client: AemoClient,
+        *,
+        progress: Progress | None = None,
+        stop: asyncio.Event | None = None,
+        retry_rounds: int = 2,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.progress = progress
+        self.stop = stop or asyncio.Event()
+        self.retry_rounds = retry_rounds
+        self._limit = asyncio.Semaphore(settings.concurrency)
+
+    async def run_pass(self) -> PassSummary:
+        """Push every due record once; returns the counts. Fatal errors propagate."""
+        summary = PassSummary(started=time.monotonic())
+        requests_before = _request_counts(self.client)
+        pass_id = await self.store.start_pass("sync")
+        summary.due = await self.store.count_due()
+        log.info("sync.pass.started", pass_id=pass_id, due=summary.due)
+        status, error = "failed", None
+        try:
+            async for batch in self.store.due_batches(self.settings.store_batch_size):
+                if self.stop.is_set():
+                    break
+                await self._process(batch, summary)
+            await self._retry_rounds(summary)
+            status = "interrupted" if self.stop.is_set() else "ok"
+        except asyncio.CancelledError:
+            status = "interrupted"
+            raise
+        except Exception as exc:
+            error = str(exc)
+            raise
+        finally:
+            summary.finish(_request_counts(self.client), requests_before)
+            await self.store.finish_pass(pass_id, status, summary.as_dict(), error)
+            log.info("sync.pass.finished", pass_id=pass_id, status=status, **summary.as_dict())
+        return summary
+
+    async def _retry_rounds(self, summary: PassSummary) -> None:
+        delay = self.settings.retry_backoff_initial_seconds
+        for _ in range(self.retry_rounds):
+            pending = sorted(summary.take_retry())
+            if not pending or self.stop.is_set():
+                summary.restore_retry(pending)
+                return
+            # Give a struggling AEMO a moment before asking again (jittered, bounded).
+            await asyncio.sleep(min(self.settings.retry_backoff_max_seconds, delay) * random.uniform(0.5, 1.0))
+            delay *= 4
+            summary.retry_rounds += 1
+            for start in range(0, len(pending), self.settings.store_batch_size):
+                chunk = pending[start : start + self.settings.store_batch_size]
+                await self._process(await self.store.load_records(chunk), summary, counted=True)
+
+    # --- one batch -----------------------------------------------------------------------------
+
+    async def _process(self, batch: Sequence[DueRecord], summary: PassSummary, counted: bool = False) -> None:
+        plans = [plan_record(record, self.settings) for record in batch]
+        if not counted:
+            summary.records += len(plans)
+        for plan in plans:
+            if not plan.sends:
+                await self._record(plan, [outcomes.without_http(part) for part in plan.parts], summary)
+        loud = [plan for plan in plans if plan.sends]
+        if not loud or self.stop.is_set():
+            return
+        views = await self._views(loud)
+        if views is None:  # AEMO could not be read: nothing can be sent safely
+            for plan in loud:
+                await self._record(plan, [outcomes.retry_later(part) for part in plan.parts], summary)
+            return
+        await self.store.mark_attempts([plan.nmi for plan in loud])
+        async with asyncio.TaskGroup() as group:
+            for plan in loud:
+                group.create_task(self._push_guarded(plan, views[plan.nmi], summary))
+
+    async def _views(self, plans: Sequence[RecordPlan]) -> dict[str, AemoView] | None:
+        """What AEMO holds for these NMIs, reading AEMO only where the store is not sure."""
+        known_ids = await self.store.load_ids([plan.nmi for plan in plans])
+        views = {
+            plan.nmi: AemoView(plan.record.nmi_at_aemo, plan.record.inst_at_aemo, known_ids.get(plan.nmi, {}))
+            for plan in plans
+        }
+        unsure = [plan.nmi for plan in plans if self._unsure(plan, views[plan.nmi])]
+        if not unsure:
+            return views
+        try:
+            held = await self.client.installation.find(unsure)
+        except RetriableError as exc:
+            log.warning("sync.lookup.failed", nmis=len(unsure), error=str(exc))
+            return None
+        for nmi in unsure:
+            installation = held.get(nmi)
+            view = views[nmi]
+            if installation is None:
+                view.inst_at_aemo = False
+                continue
+            view.inst_at_aemo = view.nmi_at_aemo = True
+            view.ids = {(e.nsp_connection_id, e.nsp_device_id): e.aemo_id for e in ids_from_installation(installation)}
+        return views
+
+    @staticmethod
+    def _unsure(plan: RecordPlan, view: AemoView) -> bool:
+        record = plan.record
+        if record.attempt_started_at is not None:
+            return True  # an earlier write may have landed without its outcome being recorded
+        if plan.nmi_details.action == "send" and view.nmi_at_aemo is not True:
+            return True
+        if plan.installation.action != "send":
+            return False
+        if view.inst_at_aemo is not True:
+            return True
+        payload = plan.installation.check.payload if plan.installation.check else None
+        return payload is not None and missing_ids(payload, view.ids)
+
+    # --- one record ----------------------------------------------------------------------------
+
+    async def _push_guarded(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> None:
+        async with self._limit:
+            if self.stop.is_set():
+                return  # left due; the attempt mark makes the next pass check AEMO first
+            parts = await self._push(plan, view, summary)
+            await self._record(plan, parts, summary)
+
+    async def _push(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> list[PartOutcome]:
+        summary.sent += 1
+        nmi_part = plan.nmi_details
+        if nmi_part.action == "send":
+            nmi_outcome = await self._attempt(nmi_part, lambda: self._send_nmi(plan, view, summary))
+        else:
+            nmi_outcome = outcomes.without_http(nmi_part)
+        if nmi_outcome.result == "synced":
+            view.nmi_at_aemo = True
+        inst_part = plan.installation
+        if inst_part.action != "send":
+            return [nmi_outcome, outcomes.without_http(inst_part)]
+        if view.nmi_at_aemo is not True and nmi_outcome.result in ("rejected", "retry"):
+            waiting = outcomes.retry_later(inst_part) if nmi_outcome.result == "retry" else outcomes.blocked(inst_part, plan.nmi)
+            return [nmi_outcome, waiting]
+        inst_outcome = await self._attempt(inst_part, lambda: self._send_installation(plan, view, summary))
+        return [nmi_outcome, inst_outcome]
+
+    async def _attempt(self, part: PartPlan, send: Callable[[], Any]) -> PartOutcome:
+        try:
+            return await send()
+        except PayloadTooLarge as exc:
+            finding = Finding(level="local", code="SIZE", detail=str(exc))
+            return PartOutcome(part.part, "rejected", part.content_hash, outcomes.AFTER_LOCAL_CHECK, [finding])
+        except RetriableError as exc:
+            log.warning("sync.part.retry_later", part=part.part, error=str(exc), status=exc.status,
+                        transactionId=exc.transaction_id)
+            return outcomes.retry_later(part)
+
+    async def _send_nmi(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> PartOutcome:
+        part = plan.nmi_details
+        payload = part.check.payload  # type: ignore[union-attr]
+        api = self.client.nmi
+        if view.nmi_at_aemo is None and plan.record.attempt_started_at is not None:
+            existing = await api.get(plan.nmi)
+            view.nmi_at_aemo = existing.status == 200
+        if view.nmi_at_aemo:
+            response = await api.update(plan.nmi, payload)
+            if response.status == 404:
+                response = await api.create(payload)
+                summary.count_write("nmi", "create", response)
+            else:
+                summary.count_write("nmi", "update", response)
+        else:
+            response = await api.create(payload)
+            if response.status in (409, 422) and view.nmi_at_aemo is None:
+                # Perhaps registered outside dersync: if AEMO holds it, update instead.
+                if (await api.get(plan.nmi)).status == 200:
+                    response = await api.update(plan.nmi, payload)
+                    summary.count_write("nmi", "update", response)
+                    return outcomes.from_response(part, response, sent=payload)
+            summary.count_write("nmi", "create", response)
+        return outcomes.from_response(part, response, sent=payload)
+
+    async def _send_installation(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> PartOutcome:
+        part = plan.installation
+        payload = part.check.payload  # type: ignore[union-attr]
+        api = self.client.installation
+        if view.inst_at_aemo:
+            body = with_aemo_ids(payload, view.ids)
+            response = await api.update(plan.nmi, body)
+            if response.status != 404:
+                summary.count_write("installation", "update", response)
+                return outcomes.from_response(part, response, sent=body)
+        response = await api.create(payload)
+        summary.count_write("installation", "create", response)
+        return outcomes.from_response(part, response, sent=payload)
+
+    # --- recording -----------------------------------------------------------------------------
+
+    async def _record(self, plan: RecordPlan, parts: Iterable[PartOutcome], summary: PassSummary) -> None:
+        outcome = RecordOutcome(plan.nmi, plan.record.revision, tuple(parts))
+        await self.store.record_outcome(outcome)
+        summary.count_outcome(outcome)
+        if outcome.state == "retry":
+            summary.retry.add(plan.nmi)
+        else:
+            summary.retry.discard(plan.nmi)
+        if any(p.result not in ("absent", "unchanged") for p in outcome.parts):
+            log.info("sync.record", nmi=plan.nmi, state=outcome.state,
+                     parts={p.part: p.result for p in outcome.parts if p.result != "absent"},
+                     transactionId=outcome.transaction_id)
+        if self.progress is not None:
+            self.progress(summary.records_done, summary.due)
+
+
+def _request_counts(client: AemoClient) -> dict[str, int]:
+    stats = client.transport.stats
+    return {
+        "requests": sum(stats.requests.values()),
+        "throttled": int(stats.throttled),
+        "retries": int(stats.retries),
+        "token_refreshes": int(client.tokens.refreshes),
+    }
+
+
+async def sync_once(
+    settings: Settings,
+    store: Store,
+    *,
+    progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
+) -> PassSummary:
+    """Open a client, prove the credentials, and run one pass (the CLI's and demo's entry)."""
+    settings.require_aemo()
+    async with AemoClient(settings) as client:
+        await client.check_credentials()
+        return await SyncEngine(settings, store, client, progress=progress, stop=stop).run_pass()

@@ -1,0 +1,106 @@
+"""Turning what AEMO answered (or what local validation found) into outcomes the store records.
+
+The validation levels and what each answer means for a record follow AEMO's documents:
+400 is a JSON-schema failure, 422 a first-level (business) failure, and a 200/201 carrying
+`exceptions` is a second-level finding on data AEMO accepted but marked Conditional.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from dersync.aemo.responses import AemoProblem, AemoResponse
+from dersync.store import Finding, PartOutcome
+from dersync.store.equipment import ids_from_installation
+from dersync.sync.plan import PartPlan
+
+Part = Literal["nmi", "installation"]
+
+#: Which open exceptions an answer can confirm or clear (anything it does not report is gone).
+AFTER_LOCAL_CHECK = frozenset({"local"})
+AFTER_REJECTION = frozenset({"local", "schema", "first"})
+AFTER_ACCEPTANCE = frozenset({"local", "schema", "first", "second"})
+
+
+def without_http(plan: PartPlan) -> PartOutcome:
+    """Outcome of a part that needs no request: absent, unchanged, still rejected or invalid."""
+    if plan.action == "invalid":
+        findings = [
+            Finding(level="local", code=problem.code, detail=problem.message, field=problem.field or None)
+            for problem in plan.problems
+        ]
+        return PartOutcome(plan.part, "rejected", plan.content_hash, AFTER_LOCAL_CHECK, findings)
+    if plan.action == "unchanged":
+        return PartOutcome(plan.part, "unchanged", plan.content_hash, AFTER_LOCAL_CHECK)
+    if plan.action == "still_rejected":
+        return PartOutcome(plan.part, "rejected", plan.content_hash, AFTER_LOCAL_CHECK)
+    return PartOutcome(plan.part, "absent")
+
+
+def blocked(plan: PartPlan, nmi: str) -> PartOutcome:
+    """The installation cannot go before AEMO holds the NMI record it belongs to."""
+    finding = Finding(
+        level="local",
+        code="NMI_NOT_REGISTERED",
+        detail=f"installation not sent: AEMO holds no NMI record for {nmi} yet and this pass could not "
+               "create it (see the NMI details exceptions)",
+    )
+    # No hash is kept as rejected: once the NMI details change, the installation goes again.
+    return PartOutcome(plan.part, "rejected", None, AFTER_LOCAL_CHECK, [finding])
+
+
+def retry_later(plan: PartPlan) -> PartOutcome:
+    """AEMO could not be reached or was busy: nothing is known, the record stays due."""
+    return PartOutcome(plan.part, "retry", None, AFTER_LOCAL_CHECK)
+
+
+def from_response(plan: PartPlan, response: AemoResponse, *, sent: dict[str, Any]) -> PartOutcome:
+    """Map an answer AEMO gave to a write; `sent` is the body that went out."""
+    transaction_id = response.transaction_id
+    if response.ok:
+        equipment = None
+        findings: list[Finding] = []
+        if plan.part == "installation":
+            held = response.data if isinstance(response.data, dict) else {}
+            equipment = ids_from_installation(held) or None
+            findings = [_finding("second", e, transaction_id, held or sent) for e in response.exceptions]
+        return PartOutcome(plan.part, "synced", plan.content_hash, AFTER_ACCEPTANCE, findings,
+                           at_aemo=True, transaction_id=transaction_id, equipment=equipment)
+    level = "first" if response.status in (409, 422) else "schema"
+    problems = response.errors or (
+        AemoProblem(code=str(response.status), title=None, detail=f"AEMO answered HTTP {response.status}"),
+    )
+    findings = [_finding(level, problem, transaction_id, sent) for problem in problems]
+    return PartOutcome(plan.part, "rejected", plan.content_hash, AFTER_REJECTION, findings,
+                       transaction_id=transaction_id)
+
+
+def _finding(level: str, problem: AemoProblem, transaction_id: str | None,
+             installation: dict[str, Any]) -> Finding:
+    nsp_connection, nsp_device = problem.nsp_connection_id, problem.nsp_device_id
+    if nsp_connection is None and problem.connection_id is not None:
+        nsp_connection, nsp_device = _nsp_ids(installation, problem.connection_id, problem.device_id)
+    return Finding(
+        level=level,
+        code=problem.code,
+        title=problem.title,
+        detail=problem.detail or problem.title or f"code {problem.code}",
+        transaction_id=transaction_id,
+        connection_id=problem.connection_id,
+        nsp_connection_id=nsp_connection,
+        device_id=problem.device_id,
+        nsp_device_id=nsp_device,
+        raw=dict(problem.raw) if problem.raw else None,
+    )
+
+
+def _nsp_ids(installation: dict[str, Any], connection_id: int, device_id: int | None) -> tuple[str | None, str | None]:
+    """Name the operator's own ids for equipment AEMO identified by its ids."""
+    for connection in installation.get("acConnections") or []:
+        if connection.get("connectionId") != connection_id:
+            continue
+        for device in connection.get("devices") or []:
+            if device_id is not None and device.get("deviceId") == device_id:
+                return connection.get("nspConnectionId"), device.get("nspDeviceId")
+        return connection.get("nspConnectionId"), None
+    return None, None

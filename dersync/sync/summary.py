@@ -1,0 +1,96 @@
+"""The counts a pass reports: what admins read in the log line, `dersync status` and the demo."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dersync.aemo.responses import AemoResponse
+from dersync.store import RecordOutcome
+
+
+@dataclass
+class PassSummary:
+    started: float = field(default_factory=time.monotonic)
+    due: int = 0
+    records: int = 0
+    records_done: int = 0
+    sent: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    synced: int = 0
+    rejected_local: int = 0
+    rejected_schema: int = 0
+    rejected_first: int = 0
+    flagged_conditional: int = 0
+    left_due: int = 0
+    retry_rounds: int = 0
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    token_refreshes: int = 0
+    seconds: float = 0.0
+    retry: set[str] = field(default_factory=set, repr=False)
+
+    def count_write(self, part: str, operation: str, response: AemoResponse) -> None:
+        if response.ok:
+            if operation == "create":
+                self.created += 1
+            else:
+                self.updated += 1
+
+    def count_outcome(self, outcome: RecordOutcome) -> None:
+        if outcome.nmi not in self.retry:
+            self.records_done += 1
+        results = {p.result for p in outcome.parts}
+        if results <= {"unchanged", "absent"}:
+            self.unchanged += 1
+        levels = {f.level for p in outcome.parts for f in p.findings}
+        if outcome.state == "synced" and not results <= {"unchanged", "absent"}:
+            self.synced += 1
+        if outcome.state == "rejected":
+            if "first" in levels:
+                self.rejected_first += 1
+            elif "schema" in levels:
+                self.rejected_schema += 1
+            else:
+                self.rejected_local += 1
+        if "second" in levels:
+            self.flagged_conditional += 1
+
+    def take_retry(self) -> set[str]:
+        taken, self.retry = self.retry, set()
+        return taken
+
+    def restore_retry(self, nmis: list[str]) -> None:
+        self.retry.update(nmis)
+
+    def finish(self, after: dict[str, int], before: dict[str, int]) -> None:
+        self.left_due = len(self.retry)
+        for key in ("requests", "throttled", "retries", "token_refreshes"):
+            setattr(self, key, after[key] - before[key])
+        self.seconds = round(time.monotonic() - self.started, 3)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "due": self.due, "records": self.records, "sent": self.sent, "created": self.created,
+            "updated": self.updated, "unchanged": self.unchanged, "synced": self.synced,
+            "rejected_local": self.rejected_local, "rejected_schema": self.rejected_schema,
+            "rejected_first": self.rejected_first, "flagged_conditional": self.flagged_conditional,
+            "left_due": self.left_due, "retry_rounds": self.retry_rounds, "requests": self.requests,
+            "throttled": self.throttled, "retries": self.retries,
+            "token_refreshes": self.token_refreshes, "seconds": self.seconds,
+        }
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a pass."""
+        d = self.as_dict()
+        return (
+            f"{d['records']} records: {d['created']} created, {d['updated']} updated, "
+            f"{d['unchanged']} unchanged, rejected {d['rejected_local']} local / "
+            f"{d['rejected_schema']} schema / {d['rejected_first']} first level, "
+            f"{d['flagged_conditional']} flagged Conditional, {d['left_due']} left due; "
+            f"{d['requests']} requests, {d['throttled']} throttled, {d['seconds']} s"
+        )

@@ -1,0 +1,105 @@
+"""Shared fixtures: a real store (SQLite file, and PostgreSQL when a server is given) and the
+project's AEMO simulator over loopback HTTP. Nothing here mocks the network or the database.
+
+PostgreSQL runs when `DERSYNC_TEST_POSTGRES_URL` names a server (`.ci/run` starts one); each
+test then gets a fresh database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import pytest
+import structlog
+
+from dersync.mock import Simulator, SimulatorConfig, run_simulator
+from dersync.settings import Settings
+from dersync.store import Store
+
+PARTICIPANT = "TESTNSP"
+POSTGRES_URL = os.environ.get("DERSYNC_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(autouse=True)
+def _reset_structlog() -> Any:
+    """Tests may configure logging; restore structlog's defaults after each one."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty store: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'dersync.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("DERSYNC_TEST_POSTGRES_URL is not set (no PostgreSQL server)")
+    import asyncpg
+
+    name = f"dersync_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    yield f"{base}/{name}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    """Override in a test module (or parametrise) to switch simulator behaviour."""
+    return SimulatorConfig(participant_id=PARTICIPANT, seed=1)
+
+
+@pytest.fixture
+async def simulator(sim_config: SimulatorConfig) -> AsyncIterator[Simulator]:
+    async with run_simulator(sim_config) as sim:
+        yield sim
+
+
+@pytest.fixture
+def make_settings(database_url: str, simulator: Simulator) -> Callable[..., Settings]:
+    """Settings aimed at the simulator and the test store; keyword arguments override."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = dict(
+            database_url=database_url,
+            oauth_token_url=simulator.oauth_token_url,
+            nmi_api_url=simulator.nmi_api_url,
+            installation_api_url=simulator.installation_api_url,
+            client_id=simulator.config.client_id,
+            client_secret=simulator.config.client_secret,
+            participant_id=PARTICIPANT,
+            retry_backoff_initial_seconds=0.001,
+            retry_backoff_max_seconds=0.01,
+            log_format="json",
+        )
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    store = await Store.open(settings.database_url)
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -1,0 +1,76 @@
+"""The store on SQLite and PostgreSQL: change tracking, outcomes, exceptions."""
+
+from __future__ import annotations
+
+import json
+
+from dersync.store import Finding, InputRow, PartOutcome, RecordOutcome, Store
+from dersync.store.exceptions import sync_exceptions
+
+
+async def due(store: Store) -> list[tuple[str, int]]:
+    return [(r.nmi, r.revision) async for batch in store.due_batches(100) for r in batch]
+
+
+async def test_changes_make_records_due_and_identical_writes_do_not(store: Store) -> None:
+    """The change trigger marks a record due (and bumps its revision) only when its content
+    changes, so an ETL rewriting identical rows causes no work."""
+    await store.upsert_inputs([InputRow("8001000001", nmi_details='{"a": 1}')])
+    await store.record_outcome(RecordOutcome("8001000001", 1, [PartOutcome("nmi", "synced", "h")]))
+    assert await due(store) == []
+
+    await store.upsert_inputs([InputRow("8001000001", nmi_details='{"a": 1}')])
+    assert await due(store) == []
+
+    await store.upsert_inputs([InputRow("8001000001", installation='{"b": 2}')])
+    assert await due(store) == [("8001000001", 2)]
+
+
+async def test_absent_part_is_kept(store: Store) -> None:
+    """An import line with only one part replaces that part and keeps the other."""
+    await store.upsert_inputs([InputRow("8001000002", nmi_details='{"a": 1}', installation='{"b": 1}')])
+    await store.upsert_inputs([InputRow("8001000002", installation='{"b": 2}')])
+    [record] = await store.load_records(["8001000002"])
+    assert json.loads(record.nmi_details) == {"a": 1} and json.loads(record.installation) == {"b": 2}
+
+
+async def test_outcome_for_a_stale_read_leaves_the_record_due(store: Store) -> None:
+    """If the record changed after the pass read it, recording the outcome of the old copy keeps
+    the record due, so the newer content is pushed next pass."""
+    await store.upsert_inputs([InputRow("8001000003", nmi_details='{"a": 1}')])
+    [record] = await store.load_records(["8001000003"])
+    await store.upsert_inputs([InputRow("8001000003", nmi_details='{"a": 2}')])
+
+    await store.record_outcome(RecordOutcome("8001000003", record.revision, [PartOutcome("nmi", "synced", "h1")]))
+
+    assert await due(store) == [("8001000003", 2)]
+
+
+async def test_retry_outcome_keeps_the_record_due_and_unsynced(store: Store) -> None:
+    """A retriable failure never marks a record synced."""
+    await store.upsert_inputs([InputRow("8001000004", nmi_details='{"a": 1}')])
+    await store.mark_attempts(["8001000004"])
+    await store.record_outcome(RecordOutcome("8001000004", 1, [PartOutcome("nmi", "retry")]))
+    [record] = await store.load_records(["8001000004"])
+    assert record.nmi_synced_hash is None and record.attempt_started_at is not None
+    assert (await store.status())["records"]["retry"] == 1 and await due(store) == [("8001000004", 1)]
+
+
+async def test_exceptions_are_recorded_once_and_resolved_when_gone(store: Store) -> None:
+    """The same exception reported on two pushes is one open row; one that no longer appears in
+    a push covering its level is resolved; levels the push could not see stay open."""
+    await store.upsert_inputs([InputRow("8001000005", installation="{}")])
+    first = Finding(level="first", code="1006", detail="bad type", transaction_id="t1")
+    second = Finding(level="second", code="2023", detail="unknown model", nsp_connection_id="C1")
+    async with store.transaction() as conn:
+        from dersync.store import utcnow
+
+        await sync_exceptions(conn, "8001000005", "installation", {"first", "second"}, [first, second], utcnow())
+        await sync_exceptions(conn, "8001000005", "installation", {"first"}, [first], utcnow())
+    rows = await store.list_exceptions(open_only=True)
+    assert sorted((r["level"], r["code"]) for r in rows) == [("first", "1006"), ("second", "2023")]
+
+    async with store.transaction() as conn:
+        await sync_exceptions(conn, "8001000005", "installation", {"local", "schema", "first", "second"}, [], utcnow())
+    assert await store.list_exceptions(open_only=True) == []
+    assert len(await store.list_exceptions()) == 2
