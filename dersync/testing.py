@@ -181,3 +181,8 @@ def _normalise(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return float(value)
     return value
+
+
+def api_requests(state: Any) -> int:
+    """Requests the simulator received on the NMI and Installation APIs (OAuth not counted)."""
+    return sum(n for (_method, route, _status), n in state.requests_by_route.items() if route != "oauth_token")

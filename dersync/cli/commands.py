@@ -7,7 +7,9 @@ from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import AsyncIterator
 
-from dersync.cli.output import console, errors, progress_bar, render
+import click
+
+from dersync.cli.output import progress_bar, render
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.store.importer import import_file
@@ -33,22 +35,23 @@ async def do_import(settings: Settings, path: Path) -> int:
         with bar or nullcontext():
             report = await import_file(store, path, on_progress=lambda done: update(done, size))
     for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
-        errors.print(f"{path}: {problem}", markup=False, highlight=False)
+        click.echo(f"{path}: {problem}", err=True)
     if len(report.problems) > MAX_PROBLEMS_SHOWN:
-        errors.print(f"... and {len(report.problems) - MAX_PROBLEMS_SHOWN} more problems", markup=False)
-    console.print(f"Imported {report.stored} records from {path} ({report.lines} lines read, "
-                  f"{len(report.problems)} skipped)", markup=False, highlight=False)
+        click.echo(f"... and {len(report.problems) - MAX_PROBLEMS_SHOWN} more problems", err=True)
+    click.echo(f"Imported {report.stored} records from {path} ({report.lines} lines read, "
+                  f"{len(report.problems)} skipped)")
     return 0
 
 
 async def do_sync(settings: Settings) -> int:
     from dersync.sync import sync_once
 
+    settings.require_aemo()  # before touching the store: configuration problems come first
     async with open_store(settings) as store:
         bar, update = progress_bar("Syncing", sys.stdout.isatty())
         with bar or nullcontext():
             summary = await sync_once(settings, store, progress=update)
-    console.print(summary.line(), markup=False, highlight=False)
+    click.echo(summary.line())
     return 0
 
 
@@ -69,16 +72,14 @@ async def do_status(settings: Settings, fmt: str) -> int:
         sys.stdout.write(json.dumps(status, indent=2, default=str) + "\n")
         return 0
     records = status["records"]
-    console.print(f"Store: {store.description}", markup=False, highlight=False)
-    console.print("Records: " + ", ".join(f"{k} {v}" for k, v in records.items()) + f" (due now: {status['due']})",
-                  markup=False, highlight=False)
-    console.print("Open exceptions: " + ", ".join(f"{k} {v}" for k, v in status["open_exceptions"].items()),
-                  markup=False, highlight=False)
+    click.echo(f"Store: {store.description}")
+    click.echo("Records: " + ", ".join(f"{k} {v}" for k, v in records.items()) + f" (due now: {status['due']})")
+    click.echo("Open exceptions: " + ", ".join(f"{k} {v}" for k, v in status["open_exceptions"].items()))
     last = status["last_sync"]
     if last:
         summary = last["summary"]
-        console.print(f"Last sync pass: {last['status']}, started {last['started_at']}, "
-                      + ", ".join(f"{k} {v}" for k, v in summary.items()), markup=False, highlight=False)
+        click.echo(f"Last sync pass: {last['status']}, started {last['started_at']}, "
+                      + ", ".join(f"{k} {v}" for k, v in summary.items()))
     else:
-        console.print("Last sync pass: none yet", markup=False)
+        click.echo("Last sync pass: none yet")
     return 0

@@ -125,6 +125,15 @@ async def status_command(ctx: Context, fmt: str) -> int:
     return await do_status(ctx.settings(), fmt)
 
 
+@cli.command("run")
+@run_async
+async def run_command(ctx: Context) -> int:
+    """Run the daemon: scheduled sync and reconciliation, admin endpoints; stop with SIGTERM."""
+    from dersync.daemon import Service
+
+    return await Service(ctx.settings()).run()
+
+
 @cli.command("mock-aemo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8085, show_default=True, type=int)

@@ -11,7 +11,7 @@ from dersync.mock import Simulator
 from dersync.settings import Enumerations, Settings
 from dersync.store import Store
 from dersync.sync import PassSummary, sync_once
-from dersync.testing import connection, device, installation, load, nmi_details, nmi_for, read_back, record
+from dersync.testing import api_requests, connection, device, installation, load, nmi_details, nmi_for, read_back, record
 
 
 async def run_pass(settings: Settings, store: Store, **kwargs: Any) -> PassSummary:
@@ -41,12 +41,12 @@ async def test_unchanged_records_cause_no_requests(settings: Settings, store: St
     items = [record(nmi_for(i)) for i in range(5)]
     await load(store, items)
     await run_pass(settings, store)
-    before = simulator.state.requests_total
+    before = api_requests(simulator.state)
 
     await load(store, items)
     summary = await run_pass(settings, store)
 
-    assert simulator.state.requests_total == before
+    assert api_requests(simulator.state) == before
     assert summary.requests == 0 and summary.sent == 0
 
 
@@ -124,9 +124,9 @@ async def test_first_level_rejection_is_recorded_not_resent_and_resolved(
     assert [(r["level"], r["code"]) for r in rows] == [("first", "1006")]
     assert rows[0]["transactionId"]
 
-    before = simulator.state.requests_total
+    before = api_requests(simulator.state)
     await run_pass(settings, store)
-    assert simulator.state.requests_total == before
+    assert api_requests(simulator.state) == before
 
     await load(store, [{"installation": installation(nmi)}])
     await run_pass(settings, store)

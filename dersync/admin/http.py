@@ -1,0 +1,64 @@
+"""The admin HTTP endpoints, for orchestrators (health, readiness) and Prometheus (metrics)."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from dersync.admin.metrics import CONTENT_TYPE, Metrics
+
+log = structlog.get_logger("dersync.admin")
+
+#: Returns (ready, details) — details name what is wrong when not ready.
+ReadinessCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+StatusSource = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class AdminServer:
+    def __init__(self, host: str, port: int, metrics: Metrics, readiness: ReadinessCheck, status: StatusSource) -> None:
+        self.host, self.port = host, port
+        self.metrics = metrics
+        self.readiness = readiness
+        self.status = status
+        self._runner: web.AppRunner | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_view)
+        return app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - to learn a port 0 binding
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("admin.listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        """The process is alive and its event loop answers."""
+        return web.json_response({"status": "alive"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        """Ready: the store answers and a valid AEMO token is held."""
+        ready, details = await self.readiness()
+        self.metrics.ready.set(1 if ready else 0)
+        return web.json_response({"ready": ready, **details}, status=200 if ready else 503)
+
+    async def metrics_view(self, _request: web.Request) -> web.Response:
+        try:
+            self.metrics.update_from_status(await self.status())
+        except Exception as exc:  # noqa: BLE001 - a scrape must still answer with what is known
+            log.warning("admin.metrics.store_unavailable", error=str(exc))
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -1,0 +1,217 @@
+"""`dersync run`: the long-running service.
+
+One asyncio process. At start it checks the configuration (one line per problem), migrates the
+store, starts the admin endpoints and fetches a token before it calls itself ready. APScheduler
+then runs the sync pass every `sync_interval_seconds` and reconciliation on `reconcile_cron`;
+neither job overlaps itself, missed runs coalesce into one, and both share one AEMO client and
+so one request budget. On SIGTERM/SIGINT it stops taking new work, lets in-flight requests
+finish within `shutdown_grace_seconds`, records their outcomes, logs one summary line and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from dersync.admin import AdminServer, Metrics
+from dersync.aemo.client import AemoClient
+from dersync.daemon.leader import Leadership, leadership_for
+from dersync.errors import AuthError, ConfigError, RetriableError
+from dersync.settings import Settings
+from dersync.store import Store
+from dersync.sync import SyncEngine
+
+log = structlog.get_logger("dersync.daemon")
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = asyncio.Event()
+        self.metrics = Metrics()
+        self.store: Store | None = None
+        self.client: AemoClient | None = None
+        self.leadership: Leadership | None = None
+        self.admin: AdminServer | None = None
+        self.token_ok = False
+        self.totals: Counter[str] = Counter()
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self._started = time.monotonic()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        self._check_configuration()
+        self._install_signal_handlers()
+        self.store = await Store.open(self.settings.database_url)
+        try:
+            self.admin = AdminServer(self.settings.admin_host, self.settings.admin_port, self.metrics,
+                                     self.readiness, self.status)
+            await self.admin.start()
+            async with AemoClient(self.settings) as client:
+                self.client = client
+                self.metrics.client = client
+                if not await self._first_token():
+                    return 0
+                self.leadership = leadership_for(self.settings, self.store)
+                await self.leadership.start()
+                scheduler = self._scheduler()
+                scheduler.start()
+                log.info("daemon.ready", sync_interval_seconds=self.settings.sync_interval_seconds,
+                         reconcile_cron=self.settings.reconcile_cron, timezone=self.settings.timezone,
+                         admin=f"{self.settings.admin_host}:{self.admin.port}")
+                await self.stopping.wait()
+                scheduler.shutdown(wait=False)
+                await self._drain()
+                await self.leadership.stop()
+        finally:
+            if self.admin is not None:
+                await self.admin.stop()
+            await self.store.close()
+        log.info("daemon.stopped", uptime_seconds=round(time.monotonic() - self._started, 1), **self.totals)
+        return 0
+
+    def _check_configuration(self) -> None:
+        problems = self.settings.problems_for_aemo()
+        try:
+            ZoneInfo(self.settings.timezone)
+        except Exception:  # noqa: BLE001 - any failure means the name is unusable
+            problems.append(f"DERSYNC_TIMEZONE: unknown time zone {self.settings.timezone!r}")
+        try:
+            CronTrigger.from_crontab(self.settings.reconcile_cron)
+        except ValueError as exc:
+            problems.append(f"DERSYNC_RECONCILE_CRON: {exc}")
+        if problems:
+            raise ConfigError(problems)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, sig.name)
+
+    def request_stop(self, reason: str = "requested") -> None:
+        if not self.stopping.is_set():
+            log.info("daemon.stopping", reason=reason, in_flight_jobs=len(self._jobs))
+            self.stopping.set()
+
+    async def _first_token(self) -> bool:
+        """Fetch a token before declaring readiness; refused credentials are fatal."""
+        delay = self.settings.retry_backoff_initial_seconds
+        while not self.stopping.is_set():
+            try:
+                await self.client.check_credentials()  # type: ignore[union-attr]
+                self.token_ok = True
+                return True
+            except AuthError:
+                raise
+            except RetriableError as exc:
+                log.warning("daemon.token.unavailable", error=str(exc), retry_in_seconds=delay)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+                except asyncio.TimeoutError:
+                    pass
+                delay = min(delay * 2, self.settings.retry_backoff_max_seconds)
+        return False
+
+    def _scheduler(self) -> AsyncIOScheduler:
+        zone = ZoneInfo(self.settings.timezone)
+        scheduler = AsyncIOScheduler(timezone=zone)
+        common = {"max_instances": 1, "coalesce": True}
+        scheduler.add_job(self._as_job("sync", self.sync_job), IntervalTrigger(seconds=self.settings.sync_interval_seconds),
+                          id="sync", next_run_time=datetime.now(timezone.utc),
+                          misfire_grace_time=max(1, int(self.settings.sync_interval_seconds)), **common)
+        scheduler.add_job(self._as_job("reconcile", self.reconcile_job),
+                          CronTrigger.from_crontab(self.settings.reconcile_cron, timezone=zone), id="reconcile",
+                          misfire_grace_time=3600, **common)
+        return scheduler
+
+    def _as_job(self, name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Wrap a job so shutdown can wait for it and one failure never kills the scheduler."""
+
+        async def job() -> None:
+            if self.stopping.is_set():
+                return
+            if self.leadership is not None and not await self.leadership.is_leader():
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._jobs.add(task)
+            started = time.monotonic()
+            try:
+                await body()
+                self.metrics.job_succeeded(name, time.time(), time.monotonic() - started)
+            except AuthError as exc:
+                self.token_ok = False
+                log.error(f"daemon.{name}.failed", error=str(exc))
+            except asyncio.CancelledError:
+                log.warning(f"daemon.{name}.cancelled")
+            except Exception as exc:  # noqa: BLE001 - logged; the next run tries again
+                log.error(f"daemon.{name}.failed", error=str(exc), error_type=type(exc).__name__)
+            finally:
+                self._jobs.discard(task)
+
+        job.__name__ = name
+        return job
+
+    async def _drain(self) -> None:
+        """Let in-flight jobs finish (they stop taking new records), then cancel what is left."""
+        if not self._jobs:
+            return
+        done, pending = await asyncio.wait(set(self._jobs), timeout=self.settings.shutdown_grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+            log.warning("daemon.grace.exceeded", cancelled_jobs=len(pending))
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    async def sync_job(self) -> None:
+        assert self.store is not None and self.client is not None
+        engine = SyncEngine(self.settings, self.store, self.client, stop=self.stopping)
+        summary = await engine.run_pass()
+        self.token_ok = True
+        self.totals["passes"] += 1
+        for key in ("created", "updated", "rejected_local", "rejected_schema", "rejected_first", "requests"):
+            self.totals[key] += getattr(summary, key)
+
+    async def reconcile_job(self) -> None:
+        from dersync.reconcile.reconciler import reconcile
+
+        assert self.store is not None and self.client is not None
+        await reconcile(self.settings, self.store, self.client, repair=self.settings.reconcile_repair)
+        self.totals["reconciliations"] += 1
+
+    # --- admin views ---------------------------------------------------------------------------
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        details: dict[str, Any] = {}
+        ready = True
+        try:
+            assert self.store is not None
+            await self.store.ping()
+            details["store"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            ready = False
+            details["store"] = f"unavailable: {exc}"
+        details["token"] = "ok" if self.token_ok else "none"
+        ready = ready and self.token_ok
+        if self.leadership is not None:
+            details["role"] = "leader" if self.leadership.leading else "standby"
+            details["replica"] = self.leadership.replica_id
+            self.metrics.leader.set(1 if self.leadership.leading else 0)
+        return ready, details
+
+    async def status(self) -> dict[str, Any]:
+        assert self.store is not None
+        return await self.store.status()
