@@ -60,3 +60,16 @@ class AuthError(FatalError):
 
 class RetriesExhausted(RetriableError):
     """A retriable failure that persisted through every allowed attempt; the record stays due."""
+
+
+class AmbiguousWriteError(RetriableError):
+    """A write failed in a way that leaves unknown whether AEMO applied it (timeout, drop, 5xx).
+
+    Writes are not idempotent at AEMO, so the transport does not repeat them blindly: the engine
+    reads AEMO's state before trying the record again.
+    """
+
+
+class PayloadTooLarge(DersyncError):
+    """A body over AEMO's 10 MB limit: caught before sending and reported, never sent."""
+
