@@ -52,6 +52,8 @@ class DeviceDetails(AemoModel):
     manufacturer_name: ShortText | None = None
     model_number: ShortText | None = None
     nominal_rated_capacity: NonNegative | None = None
+    nominal_load_capacity: NonNegative | None = None
+    nominal_storage_capacity: NonNegative | None = None
 
 
 class Device(ServerOwned):
