@@ -1,0 +1,49 @@
+"""The AEMO client the sync engine and reconciliation use: tokens, pacing and transport in one.
+
+    async with AemoClient(settings) as client:
+        await client.check_credentials()
+        response = await client.installation.get("8001000001")
+
+A `Pacer` may be injected so that several clients (or jobs) in one process share AEMO's one
+request budget.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from dersync.settings import Settings
+
+from .auth import TokenProvider
+from .installation_api import InstallationApi
+from .nmi_api import NmiApi
+from .pacing import Pacer
+from .transport import Transport
+
+
+class AemoClient:
+    """Owns a `TokenProvider`, a `Pacer` (unless given one) and a `Transport`."""
+
+    def __init__(self, settings: Settings, pacer: Pacer | None = None) -> None:
+        self.settings = settings
+        self.pacer = pacer if pacer is not None else Pacer(settings.rate_limit_per_minute)
+        self.tokens = TokenProvider(settings)
+        self.transport = Transport(settings, self.tokens, self.pacer)
+        self.nmi = NmiApi(self.transport)
+        self.installation = InstallationApi(self.transport, settings.get_batch_size)
+
+    async def __aenter__(self) -> "AemoClient":
+        await self.transport.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.transport.close()
+
+    async def check_credentials(self) -> None:
+        """Fetch a token now, so bad credentials fail fast with `AuthError` before any work."""
+        await self.tokens.token()
