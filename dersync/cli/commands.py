@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import click
 
@@ -82,4 +82,98 @@ async def do_status(settings: Settings, fmt: str) -> int:
                       + ", ".join(f"{k} {v}" for k, v in summary.items()))
     else:
         click.echo("Last sync pass: none yet")
+    last = status.get("last_reconcile")
+    if last:
+        counts = {k: v for k, v in last["summary"].items() if k.endswith("_at_aemo")}
+        click.echo(f"Last reconciliation: {last['status']}, started {last['started_at']}, "
+                   + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+# --- reconciliation ------------------------------------------------------------------------------
+
+DRIFT_COLUMNS = ("nmi", "kind", "part", "fields", "detail")
+DRY_RUN_COLUMNS = ("nmi", "action", "nmi_details", "installation", "requests", "diff", "problems")
+#: Differences shown per row in a table (all of them are in JSON).
+MAX_DIFFS_SHOWN = 10
+
+
+def describe_diffs(diffs: list[dict[str, Any]]) -> str:
+    """Differences as lines `path: AEMO <value> / store <value>` for tables and CSV."""
+    lines = [f"{d['path']}: AEMO {_short(d.get('aemo'))} / store {_short(d.get('store'))}"
+             for d in diffs[:MAX_DIFFS_SHOWN]]
+    if len(diffs) > MAX_DIFFS_SHOWN:
+        lines.append(f"... {len(diffs) - MAX_DIFFS_SHOWN} more")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    import json
+
+    text = "-" if value is None else json.dumps(value, default=str, separators=(",", ":"))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, sweep: Sequence[str] = (),
+                       nmi_details: bool = False) -> int:
+    from dersync.aemo.client import AemoClient
+    from dersync.reconcile import reconcile
+
+    settings.require_aemo()
+    async with open_store(settings) as store:
+        async with AemoClient(settings) as client:
+            await client.check_credentials()
+            report = await reconcile(
+                settings, store, client,
+                repair=settings.reconcile_repair if repair is None else repair,
+                sweep=[{"installationStage": stage} for stage in sweep], nmi_details=nmi_details,
+            )
+    rows = [f.as_row() for f in report.findings]
+    _render_findings(rows, fmt, title="Drift found by reconciliation")
+    click.echo(report.line(), err=fmt != "table")
+    return 0
+
+
+async def do_drift_list(settings: Settings, *, nmi: str | None, kind: str | None, fmt: str) -> int:
+    async with open_store(settings) as store:
+        last, rows = await store.latest_drift(nmi=nmi, kind=kind)
+    if last is None:
+        if fmt == "table":
+            click.echo("No reconciliation has run yet.")
+        else:
+            render([], DRIFT_COLUMNS, fmt)
+        return 0
+    title = f"Drift found by reconciliation pass {last['id']} ({last['status']}, {last['started_at']})"
+    _render_findings(rows, fmt, title=title)
+    return 0
+
+
+def _render_findings(rows: list[dict[str, Any]], fmt: str, *, title: str) -> None:
+    if fmt == "json":
+        render(rows, DRIFT_COLUMNS, fmt)
+        return
+    flat = [{**row, "fields": describe_diffs(row["fields"])} for row in rows]
+    render(flat, DRIFT_COLUMNS, fmt, title=title)
+
+
+async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
+    from dersync.aemo.client import AemoClient
+    from dersync.reconcile import plan_dry_run
+
+    settings.require_aemo()
+    async with open_store(settings) as store:
+        async with AemoClient(settings) as client:
+            await client.check_credentials()
+            rows = await plan_dry_run(settings, store, client)
+    if fmt == "json":
+        render(rows, DRY_RUN_COLUMNS, fmt)
+        return 0
+    flat = [{**row, "requests": ", ".join(row["requests"]), "diff": describe_diffs(row["diff"]),
+             "problems": "\n".join(row["problems"])} for row in rows]
+    render(flat, DRY_RUN_COLUMNS, fmt, title="What the next sync pass would do (dry run: nothing sent)")
+    if fmt == "table":
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row["action"]] = counts.get(row["action"], 0) + 1
+        click.echo(f"{len(rows)} due records: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     return 0

@@ -89,12 +89,53 @@ async def import_command(ctx: Context, path: Path) -> int:
 
 @cli.command("sync")
 @click.option("--once", is_flag=True, default=True, help="Run one full pass and exit (the default).")
+@click.option("--dry-run", is_flag=True, help="Print what the pass would do to each due record (reads AEMO, writes nothing).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+              help="Output of --dry-run.")
 @run_async
-async def sync_command(ctx: Context, once: bool) -> int:
+async def sync_command(ctx: Context, once: bool, dry_run: bool, fmt: str) -> int:
     """Push every due record to AEMO once; exit 0 even when AEMO rejected some records."""
-    from dersync.cli.commands import do_sync
+    from dersync.cli.commands import do_sync, do_sync_dry_run
 
+    if dry_run:
+        return await do_sync_dry_run(ctx.settings(), fmt)
     return await do_sync(ctx.settings())
+
+
+@cli.command("reconcile")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@click.option("--repair/--no-repair", default=None,
+              help="Make missing or different records due so the next sync pushes them "
+                   "(default: the reconcile_repair setting).")
+@click.option("--sweep", "sweep", multiple=True, type=click.Choice(["Confirmed", "Conditional"]),
+              help="Also page through AEMO's installations at this stage to find orphans (repeatable).")
+@click.option("--nmi-details", "nmi_details", is_flag=True,
+              help="Compare every record's NMI details too (one request per NMI).")
+@run_async
+async def reconcile_command(ctx: Context, fmt: str, repair: bool | None, sweep: tuple[str, ...],
+                            nmi_details: bool) -> int:
+    """Compare the store with what AEMO holds and print the drift found; exit 0 when it ran."""
+    from dersync.cli.commands import do_reconcile
+
+    return await do_reconcile(ctx.settings(), fmt=fmt, repair=repair, sweep=sweep, nmi_details=nmi_details)
+
+
+@cli.group("drift")
+def drift_group() -> None:
+    """Drift findings of reconciliation: where AEMO's register and the store disagree."""
+
+
+@drift_group.command("list")
+@click.option("--nmi", default=None, help="Only this NMI.")
+@click.option("--kind", type=click.Choice(["missing_at_aemo", "different_at_aemo", "orphan_at_aemo",
+                                           "conditional_at_aemo"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def drift_list(ctx: Context, nmi: str | None, kind: str | None, fmt: str) -> int:
+    """The findings of the latest reconciliation pass."""
+    from dersync.cli.commands import do_drift_list
+
+    return await do_drift_list(ctx.settings(), nmi=nmi, kind=kind, fmt=fmt)
 
 
 @cli.group("exceptions")

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
-from dersync.store import equipment, exceptions, passes, records
+from dersync.store import drift, equipment, exceptions, passes, records
 from dersync.store.db import describe_url, make_engine, migrate, ping
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.exceptions import Finding
@@ -138,3 +138,32 @@ class Store:
                           error: str | None = None) -> None:
         async with self.transaction() as connection:
             await passes.finish_pass(connection, pass_id, status, summary, utcnow(), error)
+
+    # --- reconciliation (dersync.reconcile) ----------------------------------------------------
+    async def record_batches(self, batch_size: int) -> AsyncIterator[list[drift.StoredRecord]]:
+        """Every record with NMI details or an installation (due or not), in NMI order."""
+        try:
+            async for batch in drift.record_batches(self.engine, batch_size):
+                yield batch
+        except (OperationalError, DBAPIError) as exc:
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
+
+    async def with_installation(self, nmis: Sequence[str]) -> set[str]:
+        async with self.transaction() as connection:
+            return await drift.with_installation(connection, nmis)
+
+    async def note_not_at_aemo(self, nmis: Sequence[str], part: str) -> None:
+        async with self.transaction() as connection:
+            await drift.note_not_at_aemo(connection, nmis, part)
+
+    async def save_drift(self, pass_id: int, findings: Sequence[Any]) -> int:
+        """Record a reconcile pass's findings (mappings: nmi, kind, part, detail, fields)."""
+        async with self.transaction() as connection:
+            return await drift.save_findings(connection, pass_id, findings, utcnow())
+
+    async def latest_drift(self, *, nmi: str | None = None,
+                           kind: str | None = None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The last finished reconcile pass and its findings."""
+        async with self.transaction() as connection:
+            return await drift.latest_findings(connection, nmi=nmi, kind=kind)

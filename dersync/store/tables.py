@@ -104,4 +104,21 @@ sync_pass = Table(
     Index("ix_sync_pass_kind", "kind", "id"),
 )
 
-__all__ = ["metadata", "der_record", "equipment_id", "validation_exception", "sync_pass", "false"]
+drift_finding = Table(
+    "drift_finding",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("reconcile_pass_id", Id, nullable=False, comment="sync_pass.id of the reconcile pass"),
+    Column("nmi", Text, nullable=False),
+    Column("kind", String(32), nullable=False,
+           comment="missing_at_aemo | different_at_aemo | orphan_at_aemo | conditional_at_aemo"),
+    Column("part", String(16), nullable=False, comment="nmi | installation"),
+    Column("detail", Text, nullable=False),
+    Column("fields", Text, nullable=False, comment="JSON list of {path, store, aemo}"),
+    Column("found_at", DateTime(timezone=True), nullable=False),
+    Index("ix_drift_finding_pass", "reconcile_pass_id", "nmi"),
+    Index("ix_drift_finding_nmi", "nmi"),
+)
+
+__all__ = ["metadata", "der_record", "equipment_id", "validation_exception", "sync_pass", "drift_finding",
+           "false"]

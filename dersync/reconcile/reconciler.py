@@ -1,0 +1,362 @@
+"""Reconciliation: read back what AEMO holds for every record and report (and repair) drift.
+
+One pass streams every record with content from the store (due or not) in NMI order, validates
+it as the sync pass would, reads AEMO's copies with batched `GET /installation?nmi=A,B,...` (100
+NMIs a request, so about N/100 requests for N installations) and compares field by field
+(`compare.py`). Findings go to table `drift_finding` under the pass (`sync_pass`, kind
+"reconcile"); with `repair`, records that are missing or different at AEMO are made due with
+their sync hashes forgotten, so the next sync pass pushes the store's version.
+
+What is expected at AEMO: a part (NMI details, installation) that is valid locally and whose
+current content is not the version AEMO rejected. Parts invalid locally or rejected by AEMO are
+not expected there (their exceptions say why) and are skipped; so is an installation whose NMI
+details AEMO rejected (it cannot be registered before its NMI).
+
+NMI details (the frugal choice): AEMO holds no installation without its NMI record, so when the
+batched GET returns an installation, the NMI record is taken as present and its fields are not
+read (that would cost one `GET /nmi-details/{nmi}` per NMI, i.e. N requests instead of N/100).
+`GET /nmi-details/{nmi}` is sent only for records whose NMI details are expected at AEMO while
+AEMO holds no installation for the NMI (then the request is needed to know whether the NMI record
+exists at all, and its fields are compared for free). `nmi_details=True` compares the NMI details
+of every record (one request each): for an occasional deep check, not the nightly run.
+
+Orphans: the Installation API can only be asked with a filter (an NMI list, a stage, an equipment
+or device type, a commissioning date range), so there is no "list everything AEMO holds for this
+participant". An orphan can therefore be found (a) among the NMIs the store knows: a record with
+NMI details but no installation, for which AEMO returns an installation; and (b) with an optional
+sweep by filter (`sweep=[{"installationStage": "Conditional"}]`): every installation AEMO returns
+whose NMI the store holds no installation for. Sweeping both stages (`Confirmed` and
+`Conditional`) covers every installation that has a stage, at about one request per 100
+installations at AEMO; pages are handled one at a time (flat memory). The client's `find` needs
+an NMI list, so the sweep pages `GET /installation?<filters>` through the client's transport.
+Orphans are only reported, never
+deleted or repaired: AEMO's API has no delete, and the store does not own them.
+
+Conditional: equipment AEMO holds at installation stage Conditional (second-level validation),
+reported per record; pushing the same data again would not change it, so it is not repaired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import structlog
+
+from dersync.errors import FatalError, RetriableError
+from dersync.models import check_record
+from dersync.reconcile.compare import (
+    compare_installation,
+    compare_nmi_details,
+    conditional_equipment,
+    repairable,
+)
+from dersync.reconcile.findings import Finding, ReconcileReport
+from dersync.settings import Settings
+from dersync.store import Store
+from dersync.store.drift import StoredRecord
+
+log = structlog.get_logger("dersync.reconcile")
+
+#: Installations per page when sweeping by filter (AEMO allows 25, 50 or 100).
+SWEEP_PAGE_SIZE = 100
+#: A sweep never reads more pages than this (a misbehaving pager cannot loop for ever).
+MAX_SWEEP_PAGES = 100_000
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One record's parts that AEMO is expected to hold, as validated payloads."""
+
+    nmi: str
+    nmi_details: dict[str, Any] | None
+    installation: dict[str, Any] | None
+    store_has_installation: bool
+
+
+async def reconcile(
+    settings: Settings,
+    store: Store,
+    client: Any,
+    *,
+    repair: bool,
+    sweep: Sequence[Mapping[str, str]] = (),
+    nmi_details: bool = False,
+    stop: asyncio.Event | None = None,
+) -> ReconcileReport:
+    """One reconcile pass; returns the report (its findings are also in `drift_finding`).
+
+    `client` is an open `AemoClient`. A batch AEMO could not be read (retries exhausted) is
+    counted as `unread` and the pass goes on; the pass is then recorded as failed. Fatal errors
+    (credentials, client bugs) propagate after the pass is recorded.
+    """
+    return await Reconciler(settings, store, client, repair=repair, sweep=sweep,
+                            nmi_details=nmi_details, stop=stop).run()
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, store: Store, client: Any, *, repair: bool,
+                 sweep: Sequence[Mapping[str, str]] = (), nmi_details: bool = False,
+                 stop: asyncio.Event | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = client
+        self.repair = repair
+        self.sweep = [dict(filters) for filters in sweep]
+        self.deep_nmi = nmi_details
+        self.stop = stop or asyncio.Event()
+        self.report = ReconcileReport()
+        self._orphans: set[str] = set()
+        self._limit = asyncio.Semaphore(settings.concurrency)
+        get_batch = settings.get_batch_size
+        #: Records compared per round: a multiple of AEMO's 100 NMIs per request (no half-empty GETs).
+        self._chunk = max(get_batch, settings.store_batch_size // get_batch * get_batch)
+
+    async def run(self) -> ReconcileReport:
+        report = self.report
+        started = time.monotonic()
+        requests_before = _requests(self.client)
+        report.pass_id = pass_id = await self.store.start_pass("reconcile")
+        log.info("reconcile.pass.started", pass_id=pass_id, repair=self.repair, sweep=self.sweep,
+                 nmi_details=self.deep_nmi)
+        status, error = "failed", None
+        try:
+            pending: list[Expected] = []
+            async for batch in self.store.record_batches(self.settings.store_batch_size):
+                if self.stop.is_set():
+                    break
+                report.records += len(batch)
+                pending.extend(e for e in (self._expected(r) for r in batch) if e is not None)
+                while len(pending) >= self._chunk and not self.stop.is_set():
+                    await self._compare(pending[: self._chunk])
+                    pending = pending[self._chunk :]
+            if pending and not self.stop.is_set():
+                await self._compare(pending)
+            for filters in self.sweep:
+                if self.stop.is_set():
+                    break
+                await self._sweep(filters)
+            if self.stop.is_set():
+                status = "interrupted"
+            elif report.unread:
+                status, error = "failed", f"{report.unread} records could not be read at AEMO"
+            else:
+                status = "ok"
+        except asyncio.CancelledError:
+            status = "interrupted"
+            raise
+        except Exception as exc:
+            error = str(exc)
+            raise
+        finally:
+            report.status = status
+            report.requests = _requests(self.client) - requests_before
+            report.seconds = round(time.monotonic() - started, 3)
+            await self.store.finish_pass(pass_id, status, report.as_dict(), error)
+            log.info("reconcile.pass.finished", pass_id=pass_id, status=status, error=error, **report.as_dict())
+        return report
+
+    # --- what the store expects at AEMO ------------------------------------------------------------
+
+    def _expected(self, record: StoredRecord) -> Expected | None:
+        checked = check_record(record.nmi, record.nmi_details, record.installation,
+                               self.settings.enumerations, self.settings.max_payload_bytes)
+        invalid = rejected = False
+        details = installation = None
+        nmi_rejected = False
+        if checked.nmi_details is not None:
+            if not checked.nmi_details.valid:
+                invalid = True
+            elif checked.nmi_details.content_hash == record.nmi_rejected_hash:
+                rejected = nmi_rejected = True
+            else:
+                details = checked.nmi_details.payload
+        if checked.installation is not None:
+            if not checked.installation.valid:
+                invalid = True
+            elif checked.installation.content_hash == record.inst_rejected_hash:
+                rejected = True
+            elif nmi_rejected and record.nmi_at_aemo is not True:
+                rejected = True  # blocked: AEMO cannot hold it before the NMI record
+            else:
+                installation = checked.installation.payload
+        self.report.skipped_invalid += invalid
+        self.report.skipped_rejected += rejected and not invalid
+        if details is None and installation is None:
+            return None
+        return Expected(record.nmi, details, installation, record.installation is not None)
+
+    # --- one round of comparisons -----------------------------------------------------------------
+
+    async def _compare(self, expected: Sequence[Expected]) -> None:
+        nmis = [e.nmi for e in expected]
+        try:
+            held = await self.client.installation.find(nmis)
+        except RetriableError as exc:
+            self.report.unread += len(nmis)
+            log.warning("reconcile.lookup.failed", nmis=len(nmis), first=nmis[0], error=str(exc))
+            return
+        known_ids = await self.store.load_ids([e.nmi for e in expected if e.installation and e.nmi in held])
+        findings: list[Finding] = []
+        nmi_reads: list[Expected] = []
+        for item in expected:
+            found = held.get(item.nmi)
+            findings.extend(self._installation_findings(item, found, known_ids.get(item.nmi, {})))
+            if item.nmi_details is not None and (found is None or self.deep_nmi):
+                nmi_reads.append(item)
+        unread: set[str] = set()
+        results = await asyncio.gather(*(self._nmi_findings(item, unread) for item in nmi_reads))
+        for extra in results:
+            findings.extend(extra)
+        self.report.compared += len(expected) - len(unread)
+        self.report.unread += len(unread)
+        await self._record(sorted(findings, key=lambda f: (f.nmi, f.part, f.kind)))
+
+    def _installation_findings(self, item: Expected, held: Mapping[str, Any] | None,
+                               ids: Mapping[tuple[str, str], int]) -> list[Finding]:
+        if item.installation is None:
+            if held is not None and not item.store_has_installation:
+                self._orphans.add(item.nmi)
+                return [_orphan(item.nmi, held, "the store holds NMI details but no installation for it")]
+            return []
+        if held is None:
+            return [Finding(item.nmi, "missing_at_aemo", "installation",
+                            detail="AEMO holds no installation for this NMI", repairable=True)]
+        findings = []
+        diffs = compare_installation(item.installation, held, dict(ids))
+        if diffs:
+            fixable = any(repairable(d) for d in diffs)
+            detail = f"{len(diffs)} field(s) differ at AEMO"
+            if not all(repairable(d) for d in diffs):
+                detail += ("; AEMO holds values or equipment the store does not send, which a push "
+                           "cannot remove (AEMO's PUT updates or adds): resolve them with AEMO")
+            findings.append(Finding(item.nmi, "different_at_aemo", "installation", diffs, detail, fixable))
+        conditional = conditional_equipment(held)
+        if conditional:
+            findings.append(Finding(
+                item.nmi, "conditional_at_aemo", "installation", conditional,
+                f"AEMO holds {len(conditional)} connection(s)/device(s) at stage Conditional (second-level "
+                f"validation); see `dersync exceptions list --level second --nmi {item.nmi}`"))
+        return findings
+
+    async def _nmi_findings(self, item: Expected, unread: set[str]) -> list[Finding]:
+        assert item.nmi_details is not None
+        async with self._limit:
+            try:
+                response = await self.client.nmi.get(item.nmi)
+            except RetriableError as exc:
+                log.warning("reconcile.nmi_lookup.failed", nmi=item.nmi, error=str(exc))
+                unread.add(item.nmi)
+                return []
+        if response.status == 404:
+            return [Finding(item.nmi, "missing_at_aemo", "nmi", detail="AEMO holds no NMI record for this NMI",
+                            repairable=True)]
+        if not response.ok or not isinstance(response.data, Mapping):
+            log.warning("reconcile.nmi_lookup.unexpected", nmi=item.nmi, status=response.status,
+                        transactionId=response.transaction_id)
+            unread.add(item.nmi)
+            return []
+        diffs = compare_nmi_details(item.nmi_details, response.data)
+        if not diffs:
+            return []
+        return [Finding(item.nmi, "different_at_aemo", "nmi", diffs, f"{len(diffs)} field(s) differ at AEMO",
+                        any(repairable(d) for d in diffs))]
+
+    # --- sweeping for orphans ---------------------------------------------------------------------
+
+    async def _sweep(self, filters: dict[str, str]) -> None:
+        """Page through `GET /installation?<filters>` (no NMI list), one page of 100 at a time."""
+        described = "&".join(f"{k}={v}" for k, v in sorted(filters.items()))
+        page, previous = 1, None
+        while not self.stop.is_set():
+            query = {**filters, "pageSize": str(SWEEP_PAGE_SIZE), "page": str(page)}
+            try:
+                response = await self.client.transport.request("installation", "GET", "/installation",
+                                                               params=query, operation="installation.sweep")
+            except RetriableError as exc:
+                log.warning("reconcile.sweep.failed", filters=described, page=page, error=str(exc))
+                self.report.unread += 1
+                return
+            if response.status == 404:
+                return
+            if not response.ok:
+                problem = response.errors[0].detail if response.errors else None
+                raise FatalError(f"AEMO refused the sweep {described} (HTTP {response.status}): {problem}",
+                                 status=response.status, transaction_id=response.transaction_id)
+            data = response.data if isinstance(response.data, list) else [response.data] if response.data else []
+            held = {str(item["nmi"]): item for item in data if isinstance(item, dict) and item.get("nmi")}
+            if held and set(held) == previous:
+                log.warning("reconcile.sweep.repeated_page", filters=described, page=page)
+                return
+            previous = set(held)
+            self.report.swept += len(held)
+            chunk = sorted(nmi for nmi in held if nmi not in self._orphans)
+            known = await self.store.with_installation(chunk)
+            await self._record([
+                _orphan(nmi, held[nmi], f"found by sweeping {described}; the store holds no installation for it")
+                for nmi in chunk if nmi not in known
+            ])
+            self._orphans.update(nmi for nmi in chunk if nmi not in known)
+            if len(data) < SWEEP_PAGE_SIZE or page >= _total_pages(response):
+                return
+            page += 1
+
+    # --- recording and repair ---------------------------------------------------------------------
+
+    async def _record(self, findings: Sequence[Finding]) -> None:
+        if not findings:
+            return
+        assert self.report.pass_id is not None
+        await self.store.save_drift(self.report.pass_id, [f.as_row() for f in findings])
+        self.report.findings.extend(findings)
+        for finding in findings:
+            log.info("reconcile.finding", nmi=finding.nmi, kind=finding.kind, part=finding.part,
+                     fields=[d["path"] for d in finding.fields[:20]], repairable=finding.repairable)
+        if not self.repair:
+            return
+        for part in ("nmi", "installation"):
+            gone = sorted({f.nmi for f in findings if f.kind == "missing_at_aemo" and f.part == part})
+            if gone:
+                await self.store.note_not_at_aemo(gone, part)
+        due = sorted({f.nmi for f in findings
+                      if f.kind in ("missing_at_aemo", "different_at_aemo") and f.repairable})
+        if due:
+            self.report.marked_due += await self.store.mark_due(due, forget_synced=True)
+            log.info("reconcile.repair.marked_due", records=len(due))
+
+
+def _orphan(nmi: str, held: Mapping[str, Any], why: str) -> Finding:
+    connections = [c for c in held.get("acConnections") or [] if isinstance(c, Mapping)]
+    fields = [
+        {"path": f"acConnections[nspConnectionId={c.get('nspConnectionId')}]", "store": None,
+         "aemo": {k: c.get(k) for k in ("connectionId", "equipmentType", "installationStage") if c.get(k) is not None}
+         | {"devices": len(c.get("devices") or [])}}
+        for c in connections
+    ]
+    return Finding(nmi, "orphan_at_aemo", "installation", fields,
+                   f"AEMO holds an installation ({len(connections)} AC connection(s)) for this NMI: {why}; "
+                   "reported only, never changed")
+
+
+def _total_pages(response: Any) -> int:
+    """AEMO's page count when it gives one (body `totalPages`/`totalRecords` or a header)."""
+    body = response.body if isinstance(response.body, dict) else {}
+    for key, per in (("totalPages", 1), ("totalRecords", SWEEP_PAGE_SIZE)):
+        try:
+            if body.get(key) is not None:
+                return -(-int(body[key]) // per)
+        except (TypeError, ValueError):
+            pass
+    for name, value in (response.headers or {}).items():
+        if name.lower() == "x-total-pages" and str(value).isdigit():
+            return int(value)
+    return MAX_SWEEP_PAGES
+
+
+def _requests(client: Any) -> int:
+    try:
+        return int(sum(client.transport.stats.requests.values()))
+    except AttributeError:
+        return 0
