@@ -1,0 +1,135 @@
+"""`dersync run` as operators run it: a real subprocess, the simulator, the admin endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import aiohttp
+import pytest
+
+from dersync.mock import Simulator, SimulatorConfig
+from dersync.store import Store
+from dersync.testing import load, nmi_for, read_back, record
+
+from tests.conftest import PARTICIPANT
+
+DEADLINE_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_for(condition: Any, what: str, deadline: float = DEADLINE_SECONDS) -> None:
+    """Poll a condition until it holds; fail with `what` after the deadline (never a fixed sleep)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    return SimulatorConfig(participant_id=PARTICIPANT, seed=3, latency_seconds=0.01)
+
+
+@pytest.fixture
+async def daemon(database_url: str, simulator: Simulator, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DERSYNC_DATABASE_URL": database_url,
+        "DERSYNC_OAUTH_TOKEN_URL": simulator.oauth_token_url,
+        "DERSYNC_NMI_API_URL": simulator.nmi_api_url,
+        "DERSYNC_INSTALLATION_API_URL": simulator.installation_api_url,
+        "DERSYNC_CLIENT_ID": simulator.config.client_id,
+        "DERSYNC_CLIENT_SECRET": simulator.config.client_secret,
+        "DERSYNC_PARTICIPANT_ID": PARTICIPANT,
+        "DERSYNC_SYNC_INTERVAL_SECONDS": "0.5",
+        "DERSYNC_ADMIN_BIND": f"127.0.0.1:{port}",
+        "DERSYNC_LOG_FORMAT": "json",
+        "DERSYNC_CONCURRENCY": "4",
+        "DERSYNC_STORE_BATCH_SIZE": "20",
+        "DERSYNC_SHUTDOWN_GRACE_SECONDS": "20",
+    }
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dersync", "run", env=env, cwd=tmp_path, stdout=log_file, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            yield {"process": process, "admin": f"http://127.0.0.1:{port}", "log": log_path}
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(url) as response:
+                return response.status, await response.text()
+        except aiohttp.ClientConnectionError:
+            return 0, ""
+
+
+async def test_daemon_syncs_records_fed_while_running_and_reports_metrics(
+    daemon: dict[str, Any], store: Store, simulator: Simulator
+) -> None:
+    """Records written to the store while the daemon runs arrive at AEMO on the next scheduled
+    pass; /healthz, /readyz and /metrics answer with real values."""
+    await wait_for(lambda: _status_is(daemon["admin"] + "/readyz", 200), "readiness")
+    await load(store, [record(nmi_for(i)) for i in range(5)])
+    await wait_for(lambda: len(simulator.state.installations) == 5, "first records at AEMO")
+    await load(store, [record(nmi_for(i)) for i in range(5, 8)])
+    await wait_for(lambda: len(simulator.state.installations) == 8, "later records at AEMO")
+
+    assert (await get(daemon["admin"] + "/healthz"))[0] == 200
+    await wait_for(lambda: _metrics_show(daemon["admin"], 'dersync_records{state="synced"} 8.0'), "metrics")
+    status, metrics = await get(daemon["admin"] + "/metrics")
+    assert 'dersync_aemo_requests_total{api="installation",method="POST",status="201"}' in metrics
+    assert "dersync_last_success_timestamp_seconds" in metrics
+
+
+async def test_sigterm_mid_pass_exits_0_with_nothing_half_recorded(
+    daemon: dict[str, Any], store: Store, simulator: Simulator
+) -> None:
+    """SIGTERM during a pass: in-flight requests finish and are recorded, the process exits 0, and
+    every record is either synced (and at AEMO as in the store) or still due."""
+    await load(store, [record(nmi_for(i)) for i in range(150)])
+    await wait_for(lambda: len(simulator.state.installations) >= 10, "the pass to be under way")
+    daemon["process"].send_signal(signal.SIGTERM)
+    code = await asyncio.wait_for(daemon["process"].wait(), timeout=DEADLINE_SECONDS)
+
+    assert code == 0
+    status = await store.status()
+    assert status["records"]["synced"] + status["due"] == 150
+    report = await read_back(store, simulator.state)
+    assert report.ok, report
+    log = daemon["log"].read_text()
+    assert '"event": "daemon.stopped"' in log
+    assert simulator.config.client_secret not in log
+
+
+async def _status_is(url: str, expected: int) -> bool:
+    return (await get(url))[0] == expected
+
+
+async def _metrics_show(admin: str, line: str) -> bool:
+    return line in (await get(admin + "/metrics"))[1]
