@@ -6,7 +6,8 @@ failures surface as `StoreUnavailable` with a readable reason (never a driver tr
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+import asyncio
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Sequence
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
 from dersync.store import drift, equipment, exceptions, passes, records
-from dersync.store.db import describe_url, make_engine, migrate, ping
+from dersync.store.db import describe_url, make_engine, migrate, ping, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.exceptions import Finding
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcome
@@ -36,6 +37,10 @@ def utcnow() -> datetime:
 class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._writer = writer(engine)
+        # SQLite has one writer at a time: queue this process's writers on the event loop
+        # rather than parking a driver thread per task in SQLite's busy handler.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     async def open(cls, database_url: str, *, migrate_schema: bool = True) -> "Store":
@@ -59,7 +64,10 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self.engine.begin() as connection:
+            async with AsyncExitStack() as stack:
+                if self._write_turn is not None:
+                    await stack.enter_async_context(self._write_turn)
+                connection = await stack.enter_async_context(self._writer.begin())
                 yield connection
         except (OperationalError, DBAPIError) as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]

@@ -31,12 +31,37 @@ def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def writer(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for transactions that write: on SQLite they take the write lock at BEGIN.
+
+    A deferred SQLite transaction that reads and then writes cannot wait for the lock once
+    another connection has written (SQLite answers "database is locked" without consulting
+    the busy timeout), so concurrent outcome recording failed under load. `BEGIN IMMEDIATE`
+    queues writers on the busy timeout instead, across processes too (an operator's ETL job).
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(sqlite_begin="IMMEDIATE")
+    return engine
+
+
+def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
+    """Emit BEGIN ourselves (the driver's own transaction handling is switched off)."""
+    mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    """WAL lets readers (status, exceptions list) run beside the sync pass's writes."""
+    """WAL lets readers (status, exceptions list) run beside the sync pass's writes.
+
+    The driver's implicit transactions are switched off so that `_sqlite_begin` decides
+    when and how a transaction starts (SQLAlchemy's documented recipe for pysqlite/aiosqlite).
+    """
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -48,7 +73,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision; safe to run at every start."""
     try:
-        async with engine.begin() as connection:
+        async with writer(engine).begin() as connection:
             await connection.run_sync(_upgrade)
     except (OperationalError, DBAPIError, OSError) as exc:
         raise StoreUnavailable(f"store {describe_url(str(engine.url))} is unreachable: {_reason(exc)}") from None
