@@ -47,6 +47,8 @@ INSTALLATION_PREFIX = "/v2/der-register"
 TXID_HEADER = "X-Transaction-Id"
 #: aiohttp's own body cap; the simulator applies AEMO's 10 MB rule itself, below this.
 _CLIENT_MAX_SIZE = 64 * 1024 * 1024
+#: How often a simulator with a state file persists a changed register.
+STATE_FLUSH_SECONDS = 1.0
 
 
 # ------------------------------------------------------------------------------------- lifecycle
@@ -65,6 +67,7 @@ class Simulator:
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     # URLs -------------------------------------------------------------------------------
     @property
@@ -109,6 +112,8 @@ class Simulator:
             raise
         self.port = runner.addresses[0][1]
         self._runner = runner
+        if self.config.state_file:
+            self._flusher = asyncio.create_task(self._flush_every(STATE_FLUSH_SECONDS))
         log.info("aemo_simulator_started", url=self.url, response_shape=self.config.response_shape)
 
     async def stop(self) -> None:
@@ -117,9 +122,17 @@ class Simulator:
         if runner is None:
             return
         await runner.cleanup()
-        if self.config.state_file:
-            self.state.save()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        self.state.flush()
         log.info("aemo_simulator_stopped", url=self.url)
+
+    async def _flush_every(self, seconds: float) -> None:
+        """Persist the register periodically, so a killed simulator loses at most `seconds`."""
+        while True:
+            await asyncio.sleep(seconds)
+            self.state.flush()
 
     # faults ---------------------------------------------------------------------------------
     def pick_fault(self) -> str | None:
