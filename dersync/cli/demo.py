@@ -76,10 +76,12 @@ async def run_demo(records: Path | None = None) -> int:
 def _print_summary(counts: dict[str, object]) -> None:
     table = Table(title="Sync pass")
     table.add_column("outcome")
-    table.add_column("records", justify="right")
+    table.add_column("count", justify="right")
     for label, key in (
-        ("records looked at", "records"), ("sent to AEMO", "sent"), ("created", "created"),
-        ("updated", "updated"), ("unchanged (no request)", "unchanged"),
+        ("records looked at", "records"), ("records sent to AEMO", "sent"),
+        ("NMI details created", "nmi_created"), ("NMI details updated", "nmi_updated"),
+        ("installations created", "installations_created"), ("installations updated", "installations_updated"),
+        ("unchanged (no request)", "unchanged"),
         ("rejected locally (never sent)", "rejected_local"), ("rejected by AEMO: schema (400)", "rejected_schema"),
         ("rejected by AEMO: first level (422)", "rejected_first"),
         ("flagged Conditional (second level)", "flagged_conditional"), ("left due for retry", "left_due"),

@@ -12,6 +12,11 @@ from dersync.store import RecordOutcome
 
 @dataclass
 class PassSummary:
+    """Counts of one pass. `records`, `sent`, `unchanged`, `synced`, `rejected_*`,
+    `flagged_conditional` and `left_due` count records; `created` and `updated` count successful
+    writes (an NMI record and an installation are two writes), split by API in `nmi_*` and
+    `installations_*`."""
+
     started: float = field(default_factory=time.monotonic)
     due: int = 0
     records: int = 0
@@ -19,6 +24,10 @@ class PassSummary:
     sent: int = 0
     created: int = 0
     updated: int = 0
+    nmi_created: int = 0
+    nmi_updated: int = 0
+    installations_created: int = 0
+    installations_updated: int = 0
     unchanged: int = 0
     synced: int = 0
     rejected_local: int = 0
@@ -35,11 +44,13 @@ class PassSummary:
     retry: set[str] = field(default_factory=set, repr=False)
 
     def count_write(self, part: str, operation: str, response: AemoResponse) -> None:
-        if response.ok:
-            if operation == "create":
-                self.created += 1
-            else:
-                self.updated += 1
+        if not response.ok:
+            return
+        prefix = "nmi" if part == "nmi" else "installations"
+        verb = "created" if operation == "create" else "updated"
+        setattr(self, verb, getattr(self, verb) + 1)
+        key = f"{prefix}_{verb}"
+        setattr(self, key, getattr(self, key) + 1)
 
     def count_outcome(self, outcome: RecordOutcome) -> None:
         if outcome.nmi not in self.retry:
@@ -76,7 +87,9 @@ class PassSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "due": self.due, "records": self.records, "sent": self.sent, "created": self.created,
-            "updated": self.updated, "unchanged": self.unchanged, "synced": self.synced,
+            "updated": self.updated, "nmi_created": self.nmi_created, "nmi_updated": self.nmi_updated,
+            "installations_created": self.installations_created,
+            "installations_updated": self.installations_updated, "unchanged": self.unchanged, "synced": self.synced,
             "rejected_local": self.rejected_local, "rejected_schema": self.rejected_schema,
             "rejected_first": self.rejected_first, "flagged_conditional": self.flagged_conditional,
             "left_due": self.left_due, "retry_rounds": self.retry_rounds, "requests": self.requests,
@@ -88,7 +101,8 @@ class PassSummary:
         """The one-line summary printed at the end of a pass."""
         d = self.as_dict()
         return (
-            f"{d['records']} records: {d['created']} created, {d['updated']} updated, "
+            f"{d['records']} records: NMI details {d['nmi_created']} created / {d['nmi_updated']} updated, "
+            f"installations {d['installations_created']} created / {d['installations_updated']} updated, "
             f"{d['unchanged']} unchanged, rejected {d['rejected_local']} local / "
             f"{d['rejected_schema']} schema / {d['rejected_first']} first level, "
             f"{d['flagged_conditional']} flagged Conditional, {d['left_due']} left due; "

@@ -25,6 +25,7 @@ async def test_first_pass_creates_nmi_then_installation(settings: Settings, stor
     summary = await run_pass(settings, store)
 
     assert summary.created == 6 and summary.updated == 0
+    assert summary.nmi_created == 3 and summary.installations_created == 3
     assert sorted(simulator.state.installations) == [nmi_for(i) for i in range(3)]
     assert all(simulator.state.nmi_creates[nmi_for(i)] == 1 for i in range(3))
     ids = await store.load_ids([nmi_for(0)])
