@@ -398,7 +398,7 @@ def shape_one(ctx: Ctx, inst: dict[str, Any], exceptions: list[dict[str, Any]]) 
 
 async def installation_create(ctx: Ctx) -> Reply:
     body, st = ctx.body, ctx.state
-    if errs := v.schema_installation(body, ctx.cfg.reject_unknown_fields):
+    if errs := v.schema_installation(body, ctx.cfg.reject_unknown_fields, ctx.cfg.withdrawn_fields):
         return error_reply(400, ctx.txid, errs)
     data = body["data"]
     errs = v.first_level_installation(data)
@@ -416,7 +416,7 @@ async def installation_create(ctx: Ctx) -> Reply:
 
 async def installation_update(ctx: Ctx) -> Reply:
     body, st, nmi = ctx.body, ctx.state, ctx.params["nmi"]
-    if errs := v.schema_installation(body, ctx.cfg.reject_unknown_fields):
+    if errs := v.schema_installation(body, ctx.cfg.reject_unknown_fields, ctx.cfg.withdrawn_fields):
         return error_reply(400, ctx.txid, errs)
     if nmi not in st.installations:
         return _not_found(ctx.txid, f"ID not found: no installation for NMI {nmi}")

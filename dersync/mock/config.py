@@ -92,9 +92,13 @@ class SimulatorConfig(BaseModel):
     known_equipment: tuple[tuple[str, str], ...] = DEFAULT_KNOWN_EQUIPMENT
     #: JSON-schema level: fields not in AEMO's documented request examples are a 400 (code 1020).
     reject_unknown_fields: bool = True
+    #: Installation-level fields AEMO's schema no longer accepts (400, code 1020), as when AEMO
+    #: withdraws a field before the operator's own validation catches up.
+    withdrawn_fields: tuple[str, ...] = ()
 
     # --- persistence ---------------------------------------------------------------------
-    #: If set, the register is loaded from this JSON file at start and saved after each change.
+    #: If set, the register is loaded from this JSON file at start and saved (at most once a
+    #: second while it changes, and on stop).
     state_file: str | None = None
 
     @field_validator("fault_kinds")

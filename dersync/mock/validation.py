@@ -270,11 +270,13 @@ def schema_nmi(body: Any, strict: bool = True) -> list[ApiError]:
     return out
 
 
-def schema_installation(body: Any, strict: bool = True) -> list[ApiError]:
+def schema_installation(body: Any, strict: bool = True, withdrawn: Iterable[str] = ()) -> list[ApiError]:
     """The Installation API takes ``{"data": {installation}}``."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         return [schema_error('body: expected {"data": {installation}}')]
-    out: list[ApiError] = []
+    out: list[ApiError] = [
+        schema_error(f"data.{name}: field is not accepted") for name in withdrawn if name in body["data"]
+    ]
     if strict:
         out.extend(schema_error(f"body.{k}: unknown field") for k in body if k != "data")
     _check(body["data"], Obj(INSTALLATION), "data", strict, out)

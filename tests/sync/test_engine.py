@@ -137,6 +137,34 @@ async def test_first_level_rejection_is_recorded_not_resent_and_resolved(
     assert [r["status"] for r in resolved] == ["resolved"]
 
 
+async def test_schema_rejection_is_recorded_not_resent_and_resolved(
+    settings: Settings, store: Store, simulator: Simulator
+) -> None:
+    """A 400 (AEMO's schema refusing a field our validation still allows) is recorded as a
+    `schema` exception with code 1020 and AEMO's transactionId; the NMI details in the same
+    record still sync; the installation is not resent while unchanged and the exception is
+    resolved once the record changes and AEMO accepts it."""
+    simulator.config.withdrawn_fields = ("comments",)
+    nmi = nmi_for(6)
+    await load(store, [{"nmiDetails": nmi_details(nmi), "installation": installation(nmi, comments="retrofit")}])
+
+    summary = await run_pass(settings, store)
+    rows = await store.list_exceptions(open_only=True, nmi=nmi)
+    assert summary.rejected_schema == 1
+    assert [(r["level"], r["code"]) for r in rows] == [("schema", "1020")]
+    assert rows[0]["transactionId"] and "comments" in rows[0]["detail"]
+    assert nmi in simulator.state.nmis and nmi not in simulator.state.installations
+
+    before = api_requests(simulator.state)
+    await run_pass(settings, store)
+    assert api_requests(simulator.state) == before
+
+    await load(store, [{"installation": installation(nmi)}])
+    await run_pass(settings, store)
+    assert nmi in simulator.state.installations
+    assert await store.list_exceptions(open_only=True, nmi=nmi) == []
+
+
 async def test_second_level_exception_marks_conditional_and_resolves(
     settings: Settings, store: Store, simulator: Simulator
 ) -> None:
