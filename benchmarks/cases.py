@@ -1,0 +1,212 @@
+"""The benchmarks themselves (registered into benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.run import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PARTICIPANT,
+    ROOT,
+    Result,
+    SimulatorProcess,
+    benchmark,
+    load_records,
+    rss_mb,
+)
+
+AEMO_LIMIT = 6000
+
+
+def _api_requests(state: dict) -> int:
+    return sum(n for _m, route, _s, n in state["counters"]["requests_by_route"] if route != "oauth_token")
+
+
+@benchmark
+async def pacing(args: argparse.Namespace) -> Result:
+    """Sustained requests per minute against the simulator's strict 60 s window at 6000/min."""
+    from dersync.store import Store
+    from dersync.sync import sync_once
+
+    records = int(args.pacing_seconds * AEMO_LIMIT / 60 / 2) + 300  # ~2 requests per new record
+    with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=AEMO_LIMIT) as sim:
+        settings = sim.settings(f"sqlite:///{tmp}/bench.db", concurrency=32)
+        store = await Store.open(settings.database_url)
+        await load_records(store, records)
+        started = time.monotonic()
+        summary = await sync_once(settings, store)
+        seconds = time.monotonic() - started
+        await store.close()
+        state = await sim.state()
+    api = _api_requests(state)
+    best_window = state["counters"]["max_requests_in_any_window"]
+    throttled = state["counters"]["throttled_total"]
+    fraction = best_window / AEMO_LIMIT
+    average = api / seconds * 60 / AEMO_LIMIT
+    ok = fraction >= 0.98 and throttled == 0 and best_window <= AEMO_LIMIT
+    return Result(
+        "pacing", f"{fraction:.3f} of 6000/min in the busiest 60 s ({best_window} requests), "
+                  f"{average:.3f} averaged over {seconds:.0f} s, {throttled} x 429",
+        ">= 0.98, never over 6000 in any 60 s, zero 429", "met" if ok else "NOT met",
+        {"records": records, "api_requests": api, "seconds": round(seconds, 1), "best_window": best_window,
+         "throttled": throttled, "left_due": summary.left_due},
+    )
+
+
+@benchmark
+async def headroom(args: argparse.Namespace) -> Result:
+    """Installation pushes per second with the limit lifted, beside a naive sequential baseline."""
+    from dersync.store import Store
+    from dersync.sync import sync_once
+
+    records = 6000
+    with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
+        settings = sim.settings(f"sqlite:///{tmp}/bench.db", rate_limit_per_minute=10**9, concurrency=64)
+        store = await Store.open(settings.database_url)
+        await load_records(store, records)
+        started = time.monotonic()
+        await sync_once(settings, store)
+        seconds = time.monotonic() - started
+        await store.close()
+        rate = records / seconds
+        baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=10**6)
+    ratio = rate / baseline
+    return Result(
+        "headroom", f"{rate:.0f} installations/s (each: NMI POST + installation POST + store writes); "
+                    f"naive sequential `requests` {baseline:.0f}/s; ratio {ratio:.1f}x",
+        ">= 500/s on 2 cores (AEMO allows 100 requests/s)", "met" if rate >= 500 else "NOT met",
+        {"records": records, "seconds": round(seconds, 1), "baseline_per_second": round(baseline, 1)},
+    )
+
+
+def _naive_baseline(url: str, count: int, start: int) -> float:
+    """What a first script would do: one call at a time with `requests`, no store, no checks."""
+    import requests
+
+    from dersync.testing import installation, nmi_details, nmi_for
+
+    session = requests.Session()
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    token_body = session.post(url + "/oauth/v1/token?grant_type=client_credentials",
+                              headers={"Authorization": f"Basic {basic}"},
+                              data={"grant_type": "client_credentials"}).json()
+    token = token_body.get("acess_token") or token_body.get("access_token")
+    headers = {"Authorization": f"Bearer {token}", "X-initiatingParticipantID": PARTICIPANT, "X-market": "WEM"}
+    started = time.monotonic()
+    for index in range(start, start + count):
+        nmi = nmi_for(index)
+        session.post(url + "/wem/v1/der-register/nmi-details", json=nmi_details(nmi), headers=headers).raise_for_status()
+        session.post(url + "/v2/der-register/installation", json={"data": installation(nmi)}, headers=headers).raise_for_status()
+    return count / (time.monotonic() - started)
+
+
+@benchmark
+async def idle(args: argparse.Namespace) -> Result:
+    """A pass over N records that have not changed since AEMO accepted them."""
+    from sqlalchemy import update
+
+    from dersync.models import check_record
+    from dersync.settings import Enumerations
+    from dersync.store import Store
+    from dersync.store.tables import der_record
+    from dersync.sync import sync_once
+    from dersync.testing import installation, nmi_details, nmi_for
+
+    count = args.records
+    with tempfile.TemporaryDirectory() as tmp, SimulatorProcess() as sim:
+        settings = sim.settings(f"sqlite:///{tmp}/bench.db")
+        store = await Store.open(settings.database_url)
+        await load_records(store, count)
+        # Bring the store to the state a completed pass leaves: every record synced, nothing due.
+        async with store.transaction() as connection:
+            for index in range(count):
+                nmi = nmi_for(index)
+                check = check_record(nmi, json.dumps(nmi_details(nmi)), json.dumps(installation(nmi)),
+                                     Enumerations(), 10_000_000)
+                await connection.execute(update(der_record).where(der_record.c.nmi == nmi).values(
+                    due=False, sync_state="synced", nmi_synced_hash=check.nmi_details.content_hash,
+                    inst_synced_hash=check.installation.content_hash, nmi_at_aemo=True, inst_at_aemo=True))
+        before = await sim.state()
+        started = time.monotonic()
+        await sync_once(settings, store)
+        seconds = time.monotonic() - started
+        after = await sim.state()
+        await store.close()
+    requests = after["counters"]["requests_total"] - before["counters"]["requests_total"]
+    ok = seconds < 5 and requests == 0
+    return Result("idle", f"{seconds:.2f} s and {requests} HTTP requests for {count:,} unchanged records",
+                  "< 5 s, zero requests", "met" if ok else "NOT met",
+                  {"records": count, "seconds": round(seconds, 3), "requests": requests})
+
+
+@benchmark
+async def memory(args: argparse.Namespace) -> Result:
+    """Peak RSS of a pass over N new records, for growing N (each N in a fresh process)."""
+    sizes = [int(n) for n in args.memory_sizes.split(",")]
+    peaks = {}
+    for size in sizes:
+        output = subprocess.run([sys.executable, str(Path(__file__).with_name("memory_child.py")), str(size)],
+                                check=True, capture_output=True, text=True, cwd=ROOT).stdout
+        peaks[size] = json.loads(output.strip().splitlines()[-1])
+    worst = max(p["peak_rss_mb"] for p in peaks.values())
+    growth = peaks[sizes[-1]]["peak_rss_mb"] / peaks[sizes[0]]["peak_rss_mb"]
+    text = ", ".join(f"{n:,}: {p['peak_rss_mb']:.0f} MB" for n, p in peaks.items())
+    return Result("memory", f"peak RSS {text} (x{growth:.2f} from smallest to largest)",
+                  "< 200 MB, flat as N grows", "met" if worst < 200 and growth < 1.5 else "NOT met",
+                  {str(n): p for n, p in peaks.items()})
+
+
+@benchmark
+async def reconcile(args: argparse.Namespace) -> Result:
+    """Requests reconciliation needs for N installations."""
+    from dersync.aemo.client import AemoClient
+    from dersync.reconcile.reconciler import reconcile as run_reconcile
+    from dersync.store import Store
+    from dersync.sync import sync_once
+
+    count = 2000
+    with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
+        settings = sim.settings(f"sqlite:///{tmp}/bench.db", rate_limit_per_minute=10**9, concurrency=64)
+        store = await Store.open(settings.database_url)
+        await load_records(store, count)
+        await sync_once(settings, store)
+        before = _api_requests(await sim.state())
+        async with AemoClient(settings) as client:
+            await run_reconcile(settings, store, client, repair=False)
+        used = _api_requests(await sim.state()) - before
+        await store.close()
+    return Result("reconcile", f"{used} requests for {count:,} installations ({used / count * 100:.2f} per 100)",
+                  "about N/100", "met" if used <= count / 100 * 1.1 + 2 else "NOT met",
+                  {"installations": count, "requests": used})
+
+
+@benchmark
+async def import_rate(args: argparse.Namespace) -> Result:
+    """Records per second imported from an N-line JSON Lines file."""
+    from dersync.samples import sample_records, write_jsonl
+    from dersync.store import Store
+    from dersync.store.importer import import_file
+
+    count = args.records
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "records.jsonl"
+        write_jsonl(path, sample_records(count, seed=7))
+        store = await Store.open(f"sqlite:///{tmp}/bench.db")
+        started = time.monotonic()
+        report = await import_file(store, path)
+        seconds = time.monotonic() - started
+        await store.close()
+        size_mb = path.stat().st_size / 1e6
+    return Result("import", f"{report.stored / seconds:,.0f} records/s ({count:,} lines, {size_mb:.0f} MB, "
+                            f"{seconds:.1f} s, peak RSS {rss_mb():.0f} MB)", "(no target: reported)", "reported",
+                  {"records": report.stored, "seconds": round(seconds, 2), "file_mb": round(size_mb, 1)})

@@ -1,0 +1,39 @@
+"""One memory measurement in a fresh process: `python benchmarks/memory_child.py N`.
+
+Loads N new records into a fresh SQLite store, runs one pass against a simulator process with
+AEMO's limit lifted, and prints the peak RSS of this process as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.run import SimulatorProcess, load_records, rss_mb  # noqa: E402
+
+
+async def measure(count: int) -> dict[str, float]:
+    from dersync.store import Store
+    from dersync.sync import sync_once
+
+    with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
+        settings = sim.settings(f"sqlite:///{tmp}/bench.db", rate_limit_per_minute=10**9, concurrency=64)
+        store = await Store.open(settings.database_url)
+        await load_records(store, count)
+        after_load = rss_mb()
+        started = time.monotonic()
+        summary = await sync_once(settings, store)
+        seconds = time.monotonic() - started
+        await store.close()
+    return {"records": count, "peak_rss_mb": round(rss_mb(), 1), "rss_after_load_mb": round(after_load, 1),
+            "pass_seconds": round(seconds, 1), "created": summary.created}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(measure(int(sys.argv[1])))))

@@ -1,0 +1,172 @@
+"""dersync benchmarks: measured, not asserted. Prints a table and writes benchmarks/results/.
+
+    python benchmarks/run.py                 # all of them (about 10 minutes on 2 cores)
+    python benchmarks/run.py pacing idle     # some of them
+    python benchmarks/run.py pacing --pacing-seconds 90
+
+Each benchmark reports against the physical or contractual limit (AEMO's 6000 requests/minute,
+the issue's targets) and, where it says so, against a naive baseline measured in the same run.
+The AEMO simulator runs in a separate process (`dersync mock-aemo`) on loopback, as AEMO would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CLIENT_ID, CLIENT_SECRET, PARTICIPANT = "dersync-demo", "demo-secret", "BENCHNSP"
+
+
+@dataclass
+class Result:
+    name: str
+    measured: str
+    target: str
+    verdict: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# --- simulator in its own process ----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SimulatorProcess:
+    """`dersync mock-aemo` as a subprocess; its counters are read over /_sim/state."""
+
+    def __init__(self, *, rate_limit: int = 6000, latency: float = 0.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [sys.executable, "-m", "dersync", "mock-aemo", "--port", str(self.port),
+                     "--rate-limit", str(rate_limit), "--latency", str(latency)]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "SimulatorProcess":
+        env = {**os.environ, "DERSYNC_LOG_LEVEL": "WARNING", "DERSYNC_LOG_FORMAT": "json"}
+        self.process = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("simulator did not start")
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    async def state(self) -> dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(self.url + "/_sim/state") as response:
+                return await response.json()
+
+    def settings(self, database_url: str, **overrides: Any) -> Any:
+        from dersync.settings import Settings
+
+        values: dict[str, Any] = dict(
+            database_url=database_url,
+            oauth_token_url=self.url + "/oauth/v1/token",
+            nmi_api_url=self.url + "/wem/v1/der-register",
+            installation_api_url=self.url + "/v2/der-register",
+            client_id=CLIENT_ID, client_secret=CLIENT_SECRET, participant_id=PARTICIPANT,
+            log_level="WARNING", log_format="json",
+        )
+        values.update(overrides)
+        return Settings(**values)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def load_records(store: Any, count: int, start: int = 0) -> None:
+    from dersync.testing import load, nmi_for, record
+
+    batch = []
+    for index in range(start, start + count):
+        batch.append(record(nmi_for(index)))
+        if len(batch) == 1000:
+            await load(store, batch)
+            batch = []
+    if batch:
+        await load(store, batch)
+
+
+BENCHMARKS: dict[str, Callable[[argparse.Namespace], Awaitable[Result]]] = {}
+
+
+def benchmark(func: Callable[[argparse.Namespace], Awaitable[Result]]) -> Callable[[argparse.Namespace], Awaitable[Result]]:
+    BENCHMARKS[func.__name__] = func
+    return func
+
+
+def write_results(results: list[Result], command: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    lines = [f"# dersync benchmarks {stamp}", "", f"- machine: {machine}", f"- command: `{command}`", "",
+             "| benchmark | measured | target | verdict |", "|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.measured} | {r.target} | {r.verdict} |" for r in results]
+    lines += ["", "```json", json.dumps({r.name: r.details for r in results}, indent=2, default=str), "```", ""]
+    path = RESULTS / f"{stamp}.md"
+    path.write_text("\n".join(lines))
+    (RESULTS / "latest.md").write_text("\n".join(lines))
+    return path
+
+
+def main() -> None:
+    import benchmarks.cases  # noqa: F401 - registers the benchmarks
+    # Run as a script this module is __main__; the registry that cases.py filled is the one
+    # in the imported `benchmarks.run`.
+    from benchmarks.run import BENCHMARKS
+    from dersync.logs import configure_logging
+    from dersync.settings import Settings
+
+    # Warnings only: a per-request log line would cost more than some of what is measured.
+    configure_logging(Settings(log_level="WARNING", log_format="console"))
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}")
+    parser.add_argument("--pacing-seconds", type=float, default=90.0)
+    parser.add_argument("--records", type=int, default=100_000, help="records for idle/import")
+    parser.add_argument("--memory-sizes", default="10000,50000,100000")
+    args = parser.parse_args()
+    names = args.names or list(BENCHMARKS)
+    results = []
+    for name in names:
+        print(f"running {name} ...", flush=True)
+        result = asyncio.run(BENCHMARKS[name](args))
+        print(f"  {result.measured}  (target {result.target}: {result.verdict})", flush=True)
+        results.append(result)
+    path = write_results(results, "python benchmarks/run.py " + " ".join(sys.argv[1:]))
+    print()
+    print(path.read_text().split("```json")[0])
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
