@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from sqlalchemy import and_, func, select, update
@@ -134,7 +134,10 @@ def _item(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    """ISO 8601 with the zone: times are stored in UTC, but SQLite hands them back naive."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
 
 
 async def open_counts(connection: AsyncConnection) -> dict[str, int]:

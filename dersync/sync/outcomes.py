@@ -26,7 +26,9 @@ def without_http(plan: PartPlan) -> PartOutcome:
     """Outcome of a part that needs no request: absent, unchanged, still rejected or invalid."""
     if plan.action == "invalid":
         findings = [
-            Finding(level="local", code=problem.code, detail=problem.message, field=problem.field or None)
+            # The detail names the field too: tables and alerts often show the detail alone.
+            Finding(level="local", code=problem.code, field=problem.field or None,
+                    detail=f"{problem.field}: {problem.message}" if problem.field else problem.message)
             for problem in plan.problems
         ]
         return PartOutcome(plan.part, "rejected", plan.content_hash, AFTER_LOCAL_CHECK, findings)

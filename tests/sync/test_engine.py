@@ -88,6 +88,8 @@ async def test_invalid_record_is_a_local_exception_and_the_batch_goes_on(
     assert nmi_for(1) in simulator.state.installations and nmi_for(3) in simulator.state.installations
     rows = await store.list_exceptions(open_only=True, nmi=nmi_for(2))
     assert [(r["level"], r["field"]) for r in rows] == [("local", "approvedCapacity")]
+    assert rows[0]["detail"].startswith("approvedCapacity: ")
+    assert rows[0]["firstSeen"].endswith("+00:00")
     assert summary.rejected_local == 1
 
 
