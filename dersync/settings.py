@@ -12,6 +12,7 @@ import sys
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
 
     # --- store
     database_url: str = "sqlite:///./dersync.db"
+    sqlite_busy_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # --- AEMO endpoints (pre-production by default: production is an explicit choice)
     oauth_token_url: str = "https://api.preprod.aemo.com.au/oauth/v1/token"
@@ -140,7 +142,9 @@ class Settings(BaseSettings):
     @field_validator("oauth_token_url", "nmi_api_url", "installation_api_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("https://", "http://")) or len(value) < 10:
+        """An absolute http(s) URL with a host (and a valid port, no blanks): checked here so a
+        typo is a configuration error at start, not a failure deep inside a request."""
+        if not value.startswith(("https://", "http://")) or len(value) < 10 or _bad_url(value):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
 
@@ -212,12 +216,48 @@ class Settings(BaseSettings):
             problems.append(
                 f"{ENV_PREFIX}TLS_CLIENT_CERT and {ENV_PREFIX}TLS_CLIENT_KEY must be set together"
             )
+        return problems + self._tls_problems()
+
+    def _tls_problems(self) -> list[str]:
+        """TLS files that exist but cannot be used (not PEM, an encrypted key, a key that does not
+        match the certificate): found at start, like every other configuration problem."""
+        import ssl
+
+        def reason(exc: Exception) -> str:
+            return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+
+        problems = []
+        if self.tls_ca_bundle is not None:
+            try:
+                ssl.create_default_context(cafile=str(self.tls_ca_bundle))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                problems.append(f"{ENV_PREFIX}TLS_CA_BUNDLE: {str(self.tls_ca_bundle)!r} holds no usable CA "
+                                f"certificate ({reason(exc)})")
+        if self.tls_client_cert is not None and self.tls_client_key is not None:
+            try:
+                ssl.create_default_context().load_cert_chain(
+                    str(self.tls_client_cert), str(self.tls_client_key), password=lambda: b"")
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                problems.append(f"{ENV_PREFIX}TLS_CLIENT_CERT and {ENV_PREFIX}TLS_CLIENT_KEY: cannot load "
+                                f"{str(self.tls_client_cert)!r} with {str(self.tls_client_key)!r} as a PEM "
+                                f"certificate and unencrypted key ({reason(exc)})")
         return problems
 
     def require_aemo(self) -> None:
         problems = self.problems_for_aemo()
         if problems:
             raise ConfigError(problems)
+
+
+def _bad_url(value: str) -> bool:
+    if any(character.isspace() for character in value):
+        return True
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number in range
+    except ValueError:
+        return True
+    return not parts.hostname
 
 
 def load_settings(

@@ -21,7 +21,7 @@ MAX_PROBLEMS_SHOWN = 50
 
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.database_url)
+    store = await Store.open(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
     try:
         yield store
     finally:

@@ -51,7 +51,7 @@ async def run_demo(records: Path | None = None) -> int:
         )
         configure_logging(settings)
         console.print(f"AEMO simulator listening on {sim.url}", markup=False, highlight=False)
-        store = await Store.open(settings.database_url)
+        store = await Store.open(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
         try:
             report = await import_file(store, records)
             console.print(f"Imported {report.stored} records from {records.name} into {DEMO_DB} "

@@ -53,7 +53,8 @@ class Service:
     async def run(self) -> int:
         self._check_configuration()
         self._install_signal_handlers()
-        self.store = await Store.open(self.settings.database_url)
+        self.store = await Store.open(self.settings.database_url,
+                                      busy_timeout_seconds=self.settings.sqlite_busy_timeout_seconds)
         try:
             self.admin = AdminServer(self.settings.admin_host, self.settings.admin_port, self.metrics,
                                      self.readiness, self.status)
@@ -67,6 +68,10 @@ class Service:
                 await self.leadership.start()
                 scheduler = self._scheduler()
                 scheduler.start()
+                # A standby that takes over syncs at once: the dead leader may have stopped
+                # mid-pass, and the next scheduled pass may be an interval (minutes) away.
+                self.leadership.on_acquired = lambda: scheduler.modify_job(
+                    "sync", next_run_time=datetime.now(timezone.utc))
                 log.info("daemon.ready", sync_interval_seconds=self.settings.sync_interval_seconds,
                          reconcile_cron=self.settings.reconcile_cron, timezone=self.settings.timezone,
                          admin=f"{self.settings.admin_host}:{self.admin.port}")

@@ -3,7 +3,7 @@
 Per NMI / Installation API request, in this order (first failure answers):
 
 1. throttle (429; rejected requests do not count toward the window)
-2. fault injection (``fault_rate``: 500, 503, drop, or drop_after_apply)
+2. fault injection (``fault_rate``: 500, 503, drop, drop_after_apply, or slow)
 3. routing: unknown path 404, known path with the wrong method 405
 4. ``x-apikey`` when configured, then the bearer token (401)
 5. ``X-initiatingParticipantID`` and ``X-market: WEM`` (400), participant mismatch (403)
@@ -598,6 +598,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if fault == "drop_after_apply":
         st.record_request(method, path, name, 0, txid)
         return await _drop(request)
+    if fault == "slow":  # applied, but the answer comes after the client has given up
+        await asyncio.sleep(cfg.slow_fault_seconds)
     if cfg.latency_seconds:
         await asyncio.sleep(cfg.latency_seconds)
     st.record_request(method, path, name, reply.status, txid)

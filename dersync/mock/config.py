@@ -38,7 +38,10 @@ DEFAULT_KNOWN_EQUIPMENT: tuple[tuple[str, str], ...] = (
     ("Canadian Solar", "CS6R-410MS"),
 )
 
-FaultKind = Literal["500", "503", "drop", "drop_after_apply"]
+#: "500"/"503": an error answer, nothing applied. "drop": the connection is closed before the
+#: request is handled. "drop_after_apply": handled (and applied), then closed without an answer.
+#: "slow": handled (and applied), then answered ``slow_fault_seconds`` late, past a client's timeout.
+FaultKind = Literal["500", "503", "drop", "drop_after_apply", "slow"]
 
 
 class SimulatorConfig(BaseModel):
@@ -84,6 +87,9 @@ class SimulatorConfig(BaseModel):
     # --- faults and latency ----------------------------------------------------------------
     fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_kinds: tuple[FaultKind, ...] = ("500", "503", "drop")
+    #: How late a "slow" fault answers: longer than the client's request timeout (dersync's
+    #: default is 30 s), so the client gives up on a request AEMO has applied.
+    slow_fault_seconds: float = Field(default=60.0, ge=0.0)
     oauth_fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     latency_seconds: float = Field(default=0.0, ge=0.0)
     seed: int | None = None

@@ -15,7 +15,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from pydantic.alias_generators import to_camel
 
 NMI_PATTERN = re.compile(r"^[A-HJ-NP-Z0-9]{10}$")
-DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+#: ASCII digits only: the validator's `\d` would also accept other scripts' digits ("２０２４").
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+#: The largest integer JSON carries faithfully between implementations (RFC 8259 section 6:
+#: IEEE 754 doubles); a count beyond it is not a count AEMO can hold.
+MAX_JSON_INTEGER = 2**53 - 1
 
 
 class AemoModel(BaseModel):
@@ -65,7 +69,7 @@ def _allowed(info: ValidationInfo, name: str) -> list[str] | None:
 Nmi = Annotated[str, AfterValidator(_check_nmi)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Count = Annotated[int, Field(ge=1)]
+Count = Annotated[int, Field(ge=1, le=MAX_JSON_INTEGER)]
 IsoDate = Annotated[str, Field(pattern=DATE_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1000)]
 LongText = Annotated[str, Field(max_length=10000)]

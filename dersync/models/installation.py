@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from dersync.models.base import (
     AemoModel,
@@ -28,7 +28,17 @@ from dersync.models.base import (
 
 PhaseCount = Annotated[int, Field(ge=0, le=3)]
 SerialNumber = Annotated[str, Field(max_length=200)]
-OwnId = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _storable_id(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000): the store keeps this id as a key")
+    return value
+
+
+#: The operator's own equipment id: the store keeps it as a key, so no NUL (PostgreSQL text
+#: cannot hold one).
+OwnId = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_storable_id)]
 
 #: Fields AEMO owns: never sent, never compared.
 SERVER_OWNED_FIELDS = frozenset(

@@ -12,7 +12,7 @@ class NmiDetails(AemoModel):
 
     nmi: Nmi
     substation: ShortText = Field(min_length=1)
-    post_code: str = Field(pattern=r"^\d{4}$")
+    post_code: str = Field(pattern=r"^[0-9]{4}$")  # ASCII digits: `\d` takes any script's
     tni: ShortText = Field(min_length=1)
     status: ShortText = Field(min_length=1)
     # server-owned, accepted on input (an export from AEMO carries them) and never sent

@@ -157,5 +157,8 @@ def format_location(loc: tuple[int | str, ...]) -> str:
         if isinstance(item, int):
             text += f"[{item}]"
         elif item:
-            text += f".{item}" if text else str(item)
+            # A field name is the record's own text (an unknown key): show control characters
+            # escaped, so that the path can be stored and printed (PostgreSQL text takes no NUL).
+            name = item if item.isprintable() else ascii(item)[1:-1]
+            text += f".{name}" if text else name
     return text

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
 from dersync.store import drift, equipment, exceptions, passes, records
-from dersync.store.db import describe_url, make_engine, migrate, ping, writer
+from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.exceptions import Finding
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcome
@@ -43,9 +43,13 @@ class Store:
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    async def open(cls, database_url: str, *, migrate_schema: bool = True) -> "Store":
-        """Connect and migrate; raises StoreUnavailable with the reason if the store is out of reach."""
-        engine = make_engine(database_url)
+    async def open(cls, database_url: str, *, migrate_schema: bool = True,
+                   busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> "Store":
+        """Connect and migrate; raises StoreUnavailable with the reason if the store is out of reach.
+
+        `busy_timeout_seconds` (SQLite only): how long a write waits for another connection's lock.
+        """
+        engine = make_engine(database_url, busy_timeout_seconds=busy_timeout_seconds)
         if migrate_schema:
             try:
                 await migrate(engine)

@@ -6,6 +6,8 @@ SQLAlchemy Core code runs on both; only connection set-up differs here.
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -18,22 +20,51 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from dersync.errors import StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-#: How long a writer waits for SQLite's lock before the store counts as unavailable.
+#: How long a writer waits for SQLite's lock before the store counts as unavailable (the default
+#: of the `sqlite_busy_timeout_seconds` setting).
 SQLITE_BUSY_SECONDS = 30.0
+#: PostgreSQL advisory lock that serialises migrations between replicas ("DERSMIGR" in ASCII;
+#: not the leadership lock of dersync.daemon.leader).
+MIGRATION_LOCK_KEY = 0x444552534D494752
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine tuned for the database behind `url`."""
+def make_engine(url: str, *, pool_size: int = 10,
+                busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> AsyncEngine:
+    """An async engine tuned for the database behind `url`.
+
+    `busy_timeout_seconds` (SQLite only) is how long a writer waits for another connection's
+    lock before the store counts as unavailable.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            folder = Path(database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"store {describe_url(url)} is unreachable: cannot create folder {str(folder)!r}"
+                    f" ({exc.strerror or type(exc).__name__})"
+                ) from None
+            if not parsed.query.get("uri"):
+                _open_sqlite_file(url, database)
+        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_seconds})
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout_seconds))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _open_sqlite_file(url: str, database: str) -> None:
+    """Open the file once before the async driver does. When aiosqlite cannot open a file it
+    raises, but leaves its worker thread to post to the event loop afterwards; a command that
+    then exits at once printed that thread's traceback ("Event loop is closed"). Found here
+    instead, synchronously, the failure is one clean line."""
+    try:
+        sqlite3.connect(database).close()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"store {describe_url(url)} is unreachable: {exc}") from None
 
 
 def writer(engine: AsyncEngine) -> AsyncEngine:
@@ -55,7 +86,7 @@ def _sqlite_begin(connection) -> None:  # type: ignore[no-untyped-def]
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(busy_timeout_seconds: float, dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
     """WAL lets readers (status, exceptions list) run beside the sync pass's writes.
 
     The driver's implicit transactions are switched off so that `_sqlite_begin` decides
@@ -65,7 +96,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -74,6 +105,10 @@ async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision; safe to run at every start."""
     try:
         async with writer(engine).begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Replicas starting together would otherwise create the same tables at once and
+                # all but one fail; the lock is held until this transaction ends.
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             await connection.run_sync(_upgrade)
     except (OperationalError, DBAPIError, OSError) as exc:
         raise StoreUnavailable(f"store {describe_url(str(engine.url))} is unreachable: {_reason(exc)}") from None

@@ -3,8 +3,9 @@
 Each object is `{"nmiDetails": {...}, "installation": {...}}`; either key may be absent, and a
 present key replaces that part of the NMI's stored record. The file is streamed in batches, so a
 file of millions of lines needs no more memory than one batch. A line that is not JSON (or not
-UTF-8, or has no NMI) is reported with its line number and skipped; anything else is stored as
-it is: judging content is the sync pass's job, which reports it per field.
+UTF-8, or has no NMI, or cannot be stored faithfully: see `to_input_row`) is reported with its
+line number and skipped; anything else is stored as it is: judging content is the sync pass's
+job, which reports it per field.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from dersync.store import ABSENT, InputRow, Store
 
 BATCH_SIZE = 1000
 PARTS = {"nmiDetails": "nmi_details", "installation": "installation"}
+#: An import object nests at most 7 levels (installation, acConnections, a connection, devices,
+#: a device, details, a value). Deeper lines are refused here: local validation's JSON reader
+#: stops at about 250 levels and could then name no field.
+MAX_NESTING = 64
+#: An NMI is 10 characters. A longer or malformed one is stored and reported by the sync pass
+#: against the field; text that cannot be a key (this long, or not printable) is refused here.
+MAX_NMI_KEY_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -128,13 +136,50 @@ def to_input_row(item: Any) -> InputRow | str:
     nmi = _nmi_of(item)
     if nmi is None:
         return "no NMI: nmiDetails.nmi or installation.nmi must be a non-empty string; skipped"
+    if len(nmi) > MAX_NMI_KEY_CHARS or not nmi.isprintable():
+        shown = ascii(nmi[:20]) + ("..." if len(nmi) > 20 else "")
+        return (f"NMI {shown} ({len(nmi):,} characters) cannot be an NMI: at most {MAX_NMI_KEY_CHARS} "
+                "printable characters; skipped")
+    if _nesting(item) > MAX_NESTING:
+        return f"JSON nested deeper than {MAX_NESTING} levels (no AEMO record is); skipped"
     parts: dict[str, Any] = {}
     for key, column in PARTS.items():
         if key in item:
             value = item[key]
-            parts[column] = None if value is None else json.dumps(value, ensure_ascii=False)
+            text = None if value is None else json.dumps(value, ensure_ascii=False)
+            if text is not None and not _is_unicode(text):
+                return (f"{key} holds a \\u escape of a lone surrogate, which is not Unicode text "
+                        "(the source system wrote half of a UTF-16 pair); skipped")
+            parts[column] = text
     return InputRow(nmi=nmi, nmi_details=parts.get("nmi_details", ABSENT),
                     installation=parts.get("installation", ABSENT))
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _nesting(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _nmi_of(item: dict[str, Any]) -> str | None:

@@ -122,9 +122,14 @@ class SyncEngine:
                 await self._record(plan, [outcomes.retry_later(part) for part in plan.parts], summary)
             return
         await self.store.mark_attempts([plan.nmi for plan in loud])
-        async with asyncio.TaskGroup() as group:
-            for plan in loud:
-                group.create_task(self._push_guarded(plan, views[plan.nmi], summary))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for plan in loud:
+                    group.create_task(self._push_guarded(plan, views[plan.nmi], summary))
+        except BaseExceptionGroup as failures:
+            # A record's push failed fatally (the store went away, AEMO refused our credentials):
+            # the pass stops with that error itself, not a group the CLI and daemon cannot read.
+            raise _first_error(failures)
 
     async def _views(self, plans: Sequence[RecordPlan]) -> dict[str, AemoView] | None:
         """What AEMO holds for these NMIs, reading AEMO only where the store is not sure."""
@@ -258,6 +263,11 @@ class SyncEngine:
                      transactionId=outcome.transaction_id)
         if self.progress is not None:
             self.progress(summary.records_done, summary.due)
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _request_counts(client: AemoClient) -> dict[str, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -82,6 +84,23 @@ async def test_fault_drop(api: Api, sim: Simulator, applied: bool) -> None:
         await api.create_nmi(NMI_A)
     assert (NMI_A in sim.state.nmis) is applied
     assert sim.state.count(route="nmi_create", status=0) == 1
+
+
+@pytest.mark.parametrize(
+    "sim_config", [{"fault_rate": 1.0, "fault_kinds": ("slow",), "slow_fault_seconds": 60}], indirect=True
+)
+async def test_fault_slow_applies_then_answers_late(api: Api, sim: Simulator) -> None:
+    """A "slow" fault applies the change at once but holds the answer back for
+    slow_fault_seconds, so a client with a shorter timeout gives up on a write AEMO made."""
+    answer = asyncio.create_task(api.create_nmi(NMI_A))
+    try:
+        while NMI_A not in sim.state.nmis:  # poll: the write lands before the answer
+            assert not answer.done(), answer
+            await asyncio.sleep(0.01)
+        assert not answer.done()
+        assert sim.state.faults["slow"] == 1
+    finally:
+        answer.cancel()
 
 
 async def _statuses(session: aiohttp.ClientSession, seed: int) -> list[int]:
