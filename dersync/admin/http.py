@@ -57,6 +57,10 @@ class AdminServer:
         return web.json_response({"ready": ready, **details}, status=200 if ready else 503)
 
     async def metrics_view(self, _request: web.Request) -> web.Response:
+        # `dersync_leader` and `dersync_ready` come from the readiness check: run it here too, so
+        # a scrape is right even when nothing ever asks /readyz (it never raises).
+        ready, _details = await self.readiness()
+        self.metrics.ready.set(1 if ready else 0)
         try:
             self.metrics.update_from_status(await self.status())
         except Exception as exc:  # noqa: BLE001 - a scrape must still answer with what is known

@@ -13,7 +13,7 @@ import asyncio
 import os
 import socket
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 from sqlalchemy import text
@@ -34,6 +34,8 @@ class Leadership:
     def __init__(self) -> None:
         self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.leading = True
+        #: Called when a standby becomes the leader (not at start: the first pass runs anyway).
+        self.on_acquired: Callable[[], Any] | None = None
 
     async def start(self) -> None:
         log.info("leader.acquired", replica=self.replica_id, mechanism="single process")
@@ -85,6 +87,11 @@ class AdvisoryLockLeadership(Leadership):
         if got:
             self.leading = True
             log.info("leader.acquired", replica=self.replica_id, mechanism="postgresql advisory lock")
+            if self.on_acquired is not None:
+                try:
+                    self.on_acquired()
+                except Exception as exc:  # noqa: BLE001 - the next scheduled pass comes anyway
+                    log.warning("leader.on_acquired_failed", replica=self.replica_id, error=str(exc))
 
     async def _check_held(self) -> None:
         """The lock lives as long as the connection: if the connection is gone, so is leadership."""

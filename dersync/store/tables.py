@@ -51,7 +51,9 @@ der_record = Table(
     Column("last_transaction_id", String(100)),
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_der_record_due", "nmi", sqlite_where=text("due"), postgresql_where=text("due")),
+    # SQLite uses a partial index only when the query names its condition as written, and
+    # SQLAlchemy writes the due test there as `due = 1` (migration 0003).
+    Index("ix_der_record_due", "nmi", sqlite_where=text("due = 1"), postgresql_where=text("due")),
     Index("ix_der_record_sync_state", "sync_state"),
 )
 
