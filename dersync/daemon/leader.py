@@ -36,6 +36,9 @@ class Leadership:
         self.leading = True
         #: Called when a standby becomes the leader (not at start: the first pass runs anyway).
         self.on_acquired: Callable[[], Any] | None = None
+        #: Called when the leader's lock is gone: a pass under way must stop taking records,
+        #: because a standby may already lead and two replicas must not push at once.
+        self.on_lost: Callable[[], Any] | None = None
 
     async def start(self) -> None:
         log.info("leader.acquired", replica=self.replica_id, mechanism="single process")
@@ -103,6 +106,8 @@ class AdvisoryLockLeadership(Leadership):
             self.leading = False
             log.warning("leader.lost", replica=self.replica_id, error=str(exc))
             await self._drop_connection()
+            if self.on_lost is not None:
+                self.on_lost()
 
     async def _drop_connection(self) -> None:
         if self._connection is not None:

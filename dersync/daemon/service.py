@@ -38,6 +38,8 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stopping = asyncio.Event()
+        #: Set to halt the sync pass under way (shutdown or lost leadership); a new one per pass.
+        self.halt_pass = asyncio.Event()
         self.metrics = Metrics()
         self.store: Store | None = None
         self.client: AemoClient | None = None
@@ -72,6 +74,9 @@ class Service:
                 # mid-pass, and the next scheduled pass may be an interval (minutes) away.
                 self.leadership.on_acquired = lambda: scheduler.modify_job(
                     "sync", next_run_time=datetime.now(timezone.utc))
+                # A leader whose lock is gone stops its pass as on SIGTERM: requests in flight
+                # finish and are recorded, no further record is started.
+                self.leadership.on_lost = lambda: self.halt_pass.set()
                 log.info("daemon.ready", sync_interval_seconds=self.settings.sync_interval_seconds,
                          reconcile_cron=self.settings.reconcile_cron, timezone=self.settings.timezone,
                          admin=f"{self.settings.admin_host}:{self.admin.port}")
@@ -108,6 +113,7 @@ class Service:
         if not self.stopping.is_set():
             log.info("daemon.stopping", reason=reason, in_flight_jobs=len(self._jobs))
             self.stopping.set()
+            self.halt_pass.set()
 
     async def _first_token(self) -> bool:
         """Fetch a token before declaring readiness; refused credentials are fatal."""
@@ -183,7 +189,10 @@ class Service:
 
     async def sync_job(self) -> None:
         assert self.store is not None and self.client is not None
-        engine = SyncEngine(self.settings, self.store, self.client, stop=self.stopping)
+        self.halt_pass = asyncio.Event()
+        if self.stopping.is_set():
+            self.halt_pass.set()
+        engine = SyncEngine(self.settings, self.store, self.client, stop=self.halt_pass)
         summary = await engine.run_pass()
         self.token_ok = True
         self.totals["passes"] += 1

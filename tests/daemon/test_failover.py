@@ -438,6 +438,47 @@ async def test_standby_resumes_the_dead_leaders_pass_at_takeover_not_at_its_next
     await assert_store_matches_aemo(store, simulator, trap)
 
 
+@POSTGRES_ONLY
+async def test_leader_that_loses_its_lock_stops_its_pass_at_once(
+    cluster: Cluster, simulator: Simulator, store: Store, database_url: str
+) -> None:
+    """When the leader's lock connection dies while the leader lives (a network cut to the
+    database, here pg_terminate_backend), its pass stops taking records at once, as on SIGTERM:
+    between `leader.lost` and its next `leader.acquired` it writes no more than the records it
+    had in flight, so it cannot push beside a standby that took over; once it leads again the
+    work ends as if nothing had happened."""
+    concurrency = int(cluster.env["DERSYNC_CONCURRENCY"])
+    await load(store, [record(nmi_for(i)) for i in range(RECORDS)])
+    replica = await cluster.start()
+    await cluster.ready(replica)
+    await wait_for(lambda: len(simulator.state.installations) >= 10, "the pass to be under way")
+
+    admin = await asyncpg.connect(database_url)
+    try:
+        cut = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    finally:
+        await admin.close()
+    assert cut == 1
+    assert len(simulator.state.installations) < RECORDS, "the cut came after the pass had finished"
+    await wait_for(lambda: all_synced(store), "every record synced")
+    await cluster.stop()
+
+    events = replica.events()
+    lost = next(i for i, e in enumerate(events) if e.get("event") == "leader.lost")
+    back = next(i for i, e in enumerate(events) if i > lost and e.get("event") == "leader.acquired")
+    halted = next(e for e in events[lost:] if e.get("event") == "sync.pass.finished")
+    assert halted["status"] == "interrupted", [
+        (e.get("event"), e.get("status"), e.get("method")) for e in events[lost - 5:lost + 30]
+        if e.get("event") != "aemo.response" or e.get("method") != "GET"]
+    writes = [e for e in events[lost:back] if e.get("event") == "aemo.response" and e.get("method") in ("POST", "PUT")]
+    assert len(writes) <= 2 * concurrency, writes
+    report = await read_back(store, simulator.state)
+    assert report.ok and report.checked == RECORDS, report
+
+
 @SQLITE_ONLY
 async def test_single_sqlite_process_survives_repeated_kill_9(
     cluster: Cluster, simulator: Simulator, store: Store
