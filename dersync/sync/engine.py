@@ -287,8 +287,13 @@ async def sync_once(
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
 ) -> PassSummary:
-    """Open a client, prove the credentials, and run one pass (the CLI's and demo's entry)."""
+    """Open a client, prove the credentials, and run one pass (the CLI's and demo's entry).
+
+    Credentials are proved up front only when something is due: a pass over unchanged records
+    costs AEMO nothing, not even a token.
+    """
     settings.require_aemo()
     async with AemoClient(settings) as client:
-        await client.check_credentials()
+        if await store.count_due() > 0:
+            await client.check_credentials()
         return await SyncEngine(settings, store, client, progress=progress, stop=stop).run_pass()
