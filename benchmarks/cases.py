@@ -79,7 +79,7 @@ async def headroom(args: argparse.Namespace) -> Result:
         seconds = time.monotonic() - started
         await store.close()
         rate = records / seconds
-        baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=10**6)
+        baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=900_000)
     ratio = rate / baseline
     return Result(
         "headroom", f"{rate:.0f} installations/s (each: NMI POST + installation POST + store writes); "

@@ -19,9 +19,12 @@ from benchmarks.run import SimulatorProcess, load_records, rss_mb  # noqa: E402
 
 
 async def measure(count: int) -> dict[str, float]:
+    from dersync.logs import configure_logging
+    from dersync.settings import Settings
     from dersync.store import Store
     from dersync.sync import sync_once
 
+    configure_logging(Settings(log_level="WARNING", log_format="console"))  # as benchmarks/run.py
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
         settings = sim.settings(f"sqlite:///{tmp}/bench.db", rate_limit_per_minute=10**9, concurrency=64)
         store = await Store.open(settings.database_url)

@@ -23,7 +23,9 @@ from dersync.store.tables import der_record
 
 
 def nmi_for(index: int) -> str:
-    """A valid WA-style NMI, unique per index."""
+    """A valid WA-style NMI, unique per index (0 to 999,999: beyond that it would not be an NMI)."""
+    if not 0 <= index < 1_000_000:
+        raise ValueError(f"nmi_for covers indices 0 to 999,999, not {index}")
     return f"8001{index:06d}"
 
 
