@@ -159,7 +159,10 @@ def main() -> None:
     results = []
     for name in names:
         print(f"running {name} ...", flush=True)
-        result = asyncio.run(BENCHMARKS[name](args))
+        try:
+            result = asyncio.run(BENCHMARKS[name](args))
+        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not lose the others' results
+            result = Result(name, f"failed: {type(exc).__name__}: {exc}", "-", "ERROR")
         print(f"  {result.measured}  (target {result.target}: {result.verdict})", flush=True)
         results.append(result)
     path = write_results(results, "python benchmarks/run.py " + " ".join(sys.argv[1:]))
