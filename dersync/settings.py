@@ -7,6 +7,7 @@ last. Code below the CLI never reads the environment: it is handed a `Settings`.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from contextvars import ContextVar
@@ -212,6 +213,12 @@ class Settings(BaseSettings):
             problems.append(f"{ENV_PREFIX}CLIENT_SECRET is not set (the API secret from AEMO's API portal)")
         if not self.participant_id:
             problems.append(f"{ENV_PREFIX}PARTICIPANT_ID is not set (sent as X-initiatingParticipantID)")
+        token_url = urlsplit(self.oauth_token_url)
+        if token_url.scheme != "https" and not is_loopback_host(token_url.hostname):
+            problems.append(
+                f"{ENV_PREFIX}OAUTH_TOKEN_URL: refusing to send the client secret over plain http to "
+                f"{token_url.hostname!r}; use https (plain http is allowed only on loopback, for the simulator)"
+            )
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
             problems.append(
                 f"{ENV_PREFIX}TLS_CLIENT_CERT and {ENV_PREFIX}TLS_CLIENT_KEY must be set together"
@@ -299,3 +306,15 @@ def _describe(exc: ValidationError) -> list[str]:
             message = "is not a known setting"
         lines.append(f"{ENV_PREFIX}{name}: {message}")
     return lines
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """localhost or a loopback address: where plain http is acceptable (the simulator)."""
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

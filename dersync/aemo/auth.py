@@ -21,7 +21,6 @@ new tokens are registered with `dersync.logs.redact` in case some library logs t
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import os
 import time
@@ -37,7 +36,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from dersync.errors import AuthError, ConfigError, FatalError, RetriesExhausted
 from dersync.logs import redact
-from dersync.settings import Settings
+from dersync.settings import Settings, is_loopback_host
 
 from .pacing import backoff_wait, parse_retry_after
 from .responses import decode_json, find_transaction_id
@@ -270,23 +269,12 @@ def _allow_plain_http_to_loopback(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https":
         return
-    if not _is_loopback(parts.hostname):
+    if not is_loopback_host(parts.hostname):
         raise ConfigError([
             f"DERSYNC_OAUTH_TOKEN_URL: refusing to send the client secret over plain http to {parts.hostname!r}; "
             "use https (plain http is allowed only on loopback, for the simulator)"
         ])
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _log_retry(state: RetryCallState) -> None:
