@@ -8,10 +8,13 @@ NMI created twice and no equipment duplicated.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
+import socket
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from sqlalchemy import select
 
@@ -188,3 +191,39 @@ def _normalise(value: Any) -> Any:
 def api_requests(state: Any) -> int:
     """Requests the simulator received on the NMI and Installation APIs (OAuth not counted)."""
     return sum(n for (_method, route, _status), n in state.requests_by_route.items() if route != "oauth_token")
+
+
+# --- waiting on processes and servers (no fixed sleeps as synchronisation) -------------------
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_for(condition: Callable[[], Any], what: str, deadline: float = 60.0, *,
+                   interval: float = 0.05) -> Any:
+    """Poll until `condition` (a function, or one returning an awaitable) returns something
+    true, and return it; fail naming `what` after `deadline` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def http_get(url: str) -> tuple[int, str]:
+    """(status, body) of a GET, or (0, "") while nothing answers (a process still starting)."""
+    import aiohttp
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(url) as response:
+                return response.status, await response.text()
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        return 0, ""

@@ -26,7 +26,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import aiohttp
 import pytest
 
 from dersync.mock import Simulator, SimulatorConfig
+from dersync.testing import free_port
 
 from tests.conftest import PARTICIPANT
 
@@ -252,12 +252,6 @@ def run_step(argv: list[str], what: str, log_dir: Path, **kwargs: Any) -> None:
     if result.returncode != 0:
         tail = log_path.read_text(errors="replace")[-4000:]
         pytest.fail(f"{what} failed (exit {result.returncode}): {shlex.join(map(str, argv))}\n{tail}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------------ the image

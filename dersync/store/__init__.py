@@ -7,9 +7,9 @@ failures surface as `StoreUnavailable` with a readable reason (never a driver tr
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Iterator, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -67,15 +67,26 @@ class Store:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
+        with self._unavailable_as_error():
             async with AsyncExitStack() as stack:
                 if self._write_turn is not None:
                     await stack.enter_async_context(self._write_turn)
                 connection = await stack.enter_async_context(self._writer.begin())
                 yield connection
+
+    @contextmanager
+    def _unavailable_as_error(self) -> Iterator[None]:
+        """Database failures become StoreUnavailable with a readable reason, not a driver traceback."""
+        try:
+            yield
         except (OperationalError, DBAPIError) as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
+
+    async def _stream(self, batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
+        with self._unavailable_as_error():
+            async for batch in batches:
+                yield batch
 
     async def ping(self) -> None:
         async with self.transaction() as connection:
@@ -86,13 +97,8 @@ class Store:
         async with self.transaction() as connection:
             await records.upsert_inputs(connection, rows)
 
-    async def due_batches(self, batch_size: int) -> AsyncIterator[list[DueRecord]]:
-        try:
-            async for batch in records.due_batches(self.engine, batch_size):
-                yield batch
-        except (OperationalError, DBAPIError) as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
+    def due_batches(self, batch_size: int) -> AsyncIterator[list[DueRecord]]:
+        return self._stream(records.due_batches(self.engine, batch_size))
 
     async def load_records(self, nmis: Sequence[str]) -> list[DueRecord]:
         async with self.transaction() as connection:
@@ -152,14 +158,9 @@ class Store:
             await passes.finish_pass(connection, pass_id, status, summary, utcnow(), error)
 
     # --- reconciliation (dersync.reconcile) ----------------------------------------------------
-    async def record_batches(self, batch_size: int) -> AsyncIterator[list[drift.StoredRecord]]:
+    def record_batches(self, batch_size: int) -> AsyncIterator[list[drift.StoredRecord]]:
         """Every record with NMI details or an installation (due or not), in NMI order."""
-        try:
-            async for batch in drift.record_batches(self.engine, batch_size):
-                yield batch
-        except (OperationalError, DBAPIError) as exc:
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-            raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
+        return self._stream(drift.record_batches(self.engine, batch_size))
 
     async def with_installation(self, nmis: Sequence[str]) -> set[str]:
         async with self.transaction() as connection:

@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 from sqlalchemy import and_, delete, desc, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from dersync.store.records import nmi_batches
 from dersync.store.tables import der_record, drift_finding, equipment_id, sync_pass
 
 
@@ -38,23 +39,10 @@ class StoredRecord:
 _COLUMNS = [der_record.c[name] for name in StoredRecord.__dataclass_fields__]
 
 
-async def record_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
+def record_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
     """Every record holding NMI details or an installation, in NMI order, `batch_size` at a time."""
-    after = ""
     has_content = or_(der_record.c.nmi_details.is_not(None), der_record.c.installation.is_not(None))
-    while True:
-        async with engine.connect() as connection:
-            result = await connection.execute(
-                select(*_COLUMNS)
-                .where(and_(has_content, der_record.c.nmi > after))
-                .order_by(der_record.c.nmi)
-                .limit(batch_size)
-            )
-            batch = [StoredRecord(**row._mapping) for row in result]
-        if not batch:
-            return
-        yield batch
-        after = batch[-1].nmi
+    return nmi_batches(engine, _COLUMNS, has_content, batch_size, StoredRecord)
 
 
 async def with_installation(connection: AsyncConnection, nmis: Sequence[str]) -> set[str]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.store.tables import der_record
+
+T = TypeVar("T")
 
 #: Marks "this part was not in the input line": the stored part stays as it was.
 ABSENT = object()
@@ -88,22 +90,29 @@ def _last_per_nmi(rows: Sequence[InputRow]) -> list[InputRow]:
     return list(merged.values())
 
 
-async def due_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[DueRecord]]:
-    """Stream due records in NMI order, one short read per batch (flat memory, no long locks)."""
+async def nmi_batches(engine: AsyncEngine, columns: Sequence[Any], condition: Any, batch_size: int,
+                      build: Callable[..., T]) -> AsyncIterator[list[T]]:
+    """Stream matching rows in NMI order, one short read per batch (keyset paging: flat memory,
+    no transaction held open while the caller works on a batch)."""
     after = ""
     while True:
         async with engine.connect() as connection:
             result = await connection.execute(
-                select(*_DUE_COLUMNS)
-                .where(and_(der_record.c.due, der_record.c.nmi > after))
+                select(*columns)
+                .where(and_(condition, der_record.c.nmi > after))
                 .order_by(der_record.c.nmi)
                 .limit(batch_size)
             )
-            batch = [DueRecord(**row._mapping) for row in result]
+            batch = [build(**row._mapping) for row in result]
         if not batch:
             return
         yield batch
-        after = batch[-1].nmi
+        after = batch[-1].nmi  # type: ignore[attr-defined]
+
+
+def due_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[DueRecord]]:
+    """Due records in NMI order, `batch_size` at a time."""
+    return nmi_batches(engine, _DUE_COLUMNS, der_record.c.due, batch_size, DueRecord)
 
 
 async def mark_attempts(connection: AsyncConnection, nmis: Sequence[str], now: datetime) -> None:

@@ -12,7 +12,6 @@ missing client certificate; here are `run` for all of those kinds and the cases 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dersync.testing import free_port
 
 CONFIG, UNREACHABLE = 2, 1
 SYNC, RUN = ("sync --once",), ("run",)
@@ -99,12 +99,6 @@ CASES = [
     Case("sqlite-folder-not-writable", {"DERSYNC_DATABASE_URL": "sqlite:////proc/dersync-test.db"}, UNREACHABLE,
          ("store sqlite+aiosqlite:////proc/dersync-test.db is unreachable",), commands=RUN, skip_unless="/proc/self"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def dersync(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

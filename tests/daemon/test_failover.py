@@ -19,14 +19,12 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
-import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy import select
@@ -36,7 +34,7 @@ from dersync.mock.state import RegisterState
 from dersync.store import Store
 from dersync.store.equipment import ids_from_installation
 from dersync.store.tables import equipment_id
-from dersync.testing import load, nmi_for, read_back, record
+from dersync.testing import free_port, http_get, load, nmi_for, read_back, record, wait_for
 
 from tests.conftest import PARTICIPANT
 
@@ -72,36 +70,6 @@ def sim_config() -> SimulatorConfig:
 # --- polling ----------------------------------------------------------------------------------
 
 
-async def wait_for(condition: Callable[[], Any], what: str, deadline: float = DEADLINE_SECONDS) -> Any:
-    """Poll until the condition returns something true and return it; fail with `what` after the
-    deadline (never a fixed sleep)."""
-    end = time.monotonic() + deadline
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def get(url: str) -> tuple[int, str]:
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            async with session.get(url) as response:
-                return response.status, await response.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
-        return 0, ""
-
-
 # --- replicas ---------------------------------------------------------------------------------
 
 
@@ -126,13 +94,13 @@ class Replica:
 
     async def role(self) -> str | None:
         """`role` from /readyz (leader or standby), or None while it does not answer."""
-        status, body = await get(self.admin + "/readyz")
+        status, body = await http_get(self.admin + "/readyz")
         if status not in (200, 503):
             return None
         return json.loads(body).get("role")
 
     async def leader_gauge(self) -> float | None:
-        status, body = await get(self.admin + "/metrics")
+        status, body = await http_get(self.admin + "/metrics")
         found = re.search(r"^dersync_leader (\S+)$", body, re.MULTILINE) if status == 200 else None
         return float(found.group(1)) if found else None
 

@@ -5,42 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import aiohttp
 import pytest
 
 from dersync.mock import Simulator, SimulatorConfig
 from dersync.store import Store
-from dersync.testing import load, nmi_for, read_back, record
+from dersync.testing import free_port, http_get, load, nmi_for, read_back, record, wait_for
 
 from tests.conftest import PARTICIPANT
 
 DEADLINE_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_for(condition: Any, what: str, deadline: float = DEADLINE_SECONDS) -> None:
-    """Poll a condition until it holds; fail with `what` after the deadline (never a fixed sleep)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while True:
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -80,15 +57,6 @@ async def daemon(database_url: str, simulator: Simulator, tmp_path: Path) -> Asy
                 await process.wait()
 
 
-async def get(url: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session:
-        try:
-            async with session.get(url) as response:
-                return response.status, await response.text()
-        except aiohttp.ClientConnectionError:
-            return 0, ""
-
-
 async def test_daemon_syncs_records_fed_while_running_and_reports_metrics(
     daemon: dict[str, Any], store: Store, simulator: Simulator
 ) -> None:
@@ -100,9 +68,9 @@ async def test_daemon_syncs_records_fed_while_running_and_reports_metrics(
     await load(store, [record(nmi_for(i)) for i in range(5, 8)])
     await wait_for(lambda: len(simulator.state.installations) == 8, "later records at AEMO")
 
-    assert (await get(daemon["admin"] + "/healthz"))[0] == 200
+    assert (await http_get(daemon["admin"] + "/healthz"))[0] == 200
     await wait_for(lambda: _metrics_show(daemon["admin"], 'dersync_records{state="synced"} 8.0'), "metrics")
-    status, metrics = await get(daemon["admin"] + "/metrics")
+    status, metrics = await http_get(daemon["admin"] + "/metrics")
     assert 'dersync_aemo_requests_total{api="installation",method="POST",status="201"}' in metrics
     assert "dersync_last_success_timestamp_seconds" in metrics
 
@@ -128,8 +96,8 @@ async def test_sigterm_mid_pass_exits_0_with_nothing_half_recorded(
 
 
 async def _status_is(url: str, expected: int) -> bool:
-    return (await get(url))[0] == expected
+    return (await http_get(url))[0] == expected
 
 
 async def _metrics_show(admin: str, line: str) -> bool:
-    return line in (await get(admin + "/metrics"))[1]
+    return line in (await http_get(admin + "/metrics"))[1]

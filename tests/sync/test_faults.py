@@ -34,7 +34,7 @@ from dersync.mock import Simulator
 from dersync.settings import Enumerations, Settings
 from dersync.store import Store
 from dersync.sync import SyncEngine
-from dersync.testing import connection, installation, load, nmi_details, nmi_for, read_back
+from dersync.testing import connection, installation, load, nmi_details, nmi_for, read_back, wait_for
 
 RECORDS = 50
 MAX_PASSES = 20
@@ -112,17 +112,7 @@ class Run:
 
     async def until(self, condition: Callable[[], Any], what: str, deadline: float = 60.0) -> None:
         """Poll `condition` (a function, or one returning an awaitable) until it holds."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline
-        while True:
-            result = condition()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            if loop.time() > end:
-                raise AssertionError(f"timed out waiting until {what}")
-            await asyncio.sleep(0.002)
+        await wait_for(condition, what, deadline, interval=0.002)
 
     async def one_pass(self) -> None:
         self.passes += 1
