@@ -20,7 +20,7 @@ from dersync.store import drift, equipment, exceptions, passes, records
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.exceptions import Finding
-from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcome
+from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
 from dersync.store.records import ABSENT, DueRecord, InputRow
 from dersync.store.tables import der_record
 
@@ -118,8 +118,14 @@ class Store:
             await records.mark_attempts(connection, nmis, utcnow())
 
     async def record_outcome(self, outcome: RecordOutcome) -> None:
+        await self.record_outcomes([outcome])
+
+    async def record_outcomes(self, outcomes: Sequence[RecordOutcome]) -> None:
+        """Record outcomes in one transaction: all of them or, if the store fails, none."""
+        if not outcomes:
+            return
         async with self.transaction() as connection:
-            await record_outcome(connection, outcome, utcnow())
+            await record_outcomes(connection, outcomes, utcnow())
 
     async def load_ids(self, nmis: Sequence[str]) -> dict[str, IdMap]:
         async with self.transaction() as connection:

@@ -7,7 +7,7 @@ On a PUT, an AC connection or device that AEMO already holds must carry the `con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -54,14 +54,19 @@ async def load_ids(connection: AsyncConnection, nmis: Sequence[str]) -> dict[str
     return maps
 
 
-async def save_ids(connection: AsyncConnection, nmi: str, ids: Iterable[EquipmentId]) -> None:
-    """Replace what is known for the NMI with AEMO's latest answer (AEMO is the authority)."""
+async def save_ids(connection: AsyncConnection, ids_by_nmi: Mapping[str, Sequence[EquipmentId]]) -> None:
+    """Replace what is known for each NMI with AEMO's latest answer (AEMO is the authority).
+
+    NMIs whose answer carried no ids keep what is known. Two statements however many NMIs.
+    """
+    ids_by_nmi = {nmi: ids for nmi, ids in ids_by_nmi.items() if ids}
+    if not ids_by_nmi:
+        return
     rows = [
         {"nmi": nmi, "nsp_connection_id": i.nsp_connection_id, "nsp_device_id": i.nsp_device_id,
          "aemo_id": i.aemo_id, "installation_stage": i.installation_stage}
+        for nmi, ids in ids_by_nmi.items()
         for i in ids
     ]
-    if not rows:
-        return
-    await connection.execute(delete(equipment_id).where(equipment_id.c.nmi == nmi))
+    await connection.execute(delete(equipment_id).where(equipment_id.c.nmi.in_(list(ids_by_nmi))))
     await connection.execute(equipment_id.insert(), rows)

@@ -11,9 +11,9 @@ import json
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dersync.store.tables import validation_exception as vx
@@ -42,6 +42,16 @@ class Finding:
                 self.nsp_device_id or "")
 
 
+@dataclass(frozen=True)
+class PartFindings:
+    """What one push of one part (NMI details or installation) said about it."""
+
+    nmi: str
+    part: str
+    covered_levels: frozenset[str]
+    findings: Sequence[Finding]
+
+
 async def sync_exceptions(
     connection: AsyncConnection,
     nmi: str,
@@ -51,28 +61,64 @@ async def sync_exceptions(
     now: datetime,
 ) -> None:
     """Make the open exceptions of (nmi, part) at `covered_levels` equal to `findings`."""
-    levels = list(covered_levels)
-    wanted: dict[tuple[str, ...], Finding] = {}
-    for finding in findings:
-        wanted.setdefault(finding.key(), finding)
-    if not levels and not wanted:
+    await sync_many(connection, [PartFindings(nmi, part, frozenset(covered_levels), tuple(findings))], now)
+
+
+async def sync_many(connection: AsyncConnection, items: Sequence[PartFindings], now: datetime) -> None:
+    """`sync_exceptions` for many parts with a fixed number of statements, whatever their count.
+
+    A pass records its outcomes a few dozen at a time; one SELECT and one statement per kind of
+    change keeps that cost flat (statement round trips, not rows, were the pass's bottleneck).
+    Each (nmi, part) may appear once.
+    """
+    items = [item for item in items if item.covered_levels or item.findings]
+    if not items:
         return
-    rows = await connection.execute(
-        select(vx.c.id, vx.c.level, vx.c.code, vx.c.field, vx.c.nsp_connection_id, vx.c.nsp_device_id)
-        .where(and_(vx.c.nmi == nmi, vx.c.part == part, vx.c.status == "open",
-                    vx.c.level.in_(set(levels) | {f.level for f in wanted.values()})))
-    )
-    existing = {(r.level, r.code, r.field or "", r.nsp_connection_id or "", r.nsp_device_id or ""): r.id for r in rows}
-    for key, finding in wanted.items():
-        values = _values(finding)
-        if key in existing:
-            await connection.execute(update(vx).where(vx.c.id == existing.pop(key)).values(last_seen_at=now, **values))
-        else:
-            await connection.execute(vx.insert().values(nmi=nmi, part=part, status="open", first_seen_at=now,
-                                                        last_seen_at=now, **values))
-    stale = [row_id for key, row_id in existing.items() if key[0] in levels]
-    if stale:
-        await connection.execute(update(vx).where(vx.c.id.in_(stale)).values(status="resolved", resolved_at=now))
+    existing = await _open_rows(connection, sorted({item.nmi for item in items}))
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    stale: list[int] = []
+    for item in items:
+        wanted: dict[tuple[str, ...], Finding] = {}
+        for finding in item.findings:
+            wanted.setdefault(finding.key(), finding)
+        levels = set(item.covered_levels) | {f.level for f in wanted.values()}
+        candidates = {key: row_id for key, row_id in existing.get((item.nmi, item.part), {}).items()
+                      if key[0] in levels}
+        for key, finding in wanted.items():
+            if key in candidates:
+                updates.append({"b_id": candidates.pop(key), "last_seen_at": now, **_values(finding)})
+            else:
+                inserts.append({"nmi": item.nmi, "part": item.part, "status": "open", "first_seen_at": now,
+                                "last_seen_at": now, **_values(finding)})
+        stale.extend(row_id for key, row_id in candidates.items() if key[0] in item.covered_levels)
+    if updates:
+        # No .values(): SQLAlchemy sets the columns named by the parameters' keys.
+        await connection.execute(update(vx).where(vx.c.id == bindparam("b_id")), updates)
+    if inserts:
+        await connection.execute(vx.insert(), inserts)
+    for start in range(0, len(stale), _IN_CHUNK):
+        await connection.execute(update(vx).where(vx.c.id.in_(stale[start : start + _IN_CHUNK]))
+                                 .values(status="resolved", resolved_at=now))
+
+
+#: Ids per `IN (...)`: well inside SQLite's and asyncpg's limits on bound parameters.
+_IN_CHUNK = 1000
+
+
+async def _open_rows(connection: AsyncConnection, nmis: Sequence[str]) -> dict[tuple[str, str], dict[tuple[str, ...], int]]:
+    """Open exceptions of these NMIs, by (nmi, part) and then by `Finding.key()`."""
+    found: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
+    for start in range(0, len(nmis), _IN_CHUNK):
+        rows = await connection.execute(
+            select(vx.c.id, vx.c.nmi, vx.c.part, vx.c.level, vx.c.code, vx.c.field, vx.c.nsp_connection_id,
+                   vx.c.nsp_device_id)
+            .where(and_(vx.c.nmi.in_(nmis[start : start + _IN_CHUNK]), vx.c.status == "open"))
+        )
+        for r in rows:
+            key = (r.level, r.code, r.field or "", r.nsp_connection_id or "", r.nsp_device_id or "")
+            found.setdefault((r.nmi, r.part), {})[key] = r.id
+    return found
 
 
 def _values(finding: Finding) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Sequence
 
-from sqlalchemy import case, update
+from sqlalchemy import Boolean, bindparam, case, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dersync.store.equipment import EquipmentId, save_ids
-from dersync.store.exceptions import Finding, sync_exceptions
+from dersync.store.exceptions import Finding, PartFindings, sync_many
 from dersync.store.tables import der_record
 
 Result = Literal["synced", "rejected", "retry", "unchanged", "absent"]
@@ -60,17 +60,66 @@ _HASH_COLUMNS = {"nmi": ("nmi_synced_hash", "nmi_rejected_hash", "nmi_at_aemo"),
                  "installation": ("inst_synced_hash", "inst_rejected_hash", "inst_at_aemo")}
 
 
-async def record_outcome(connection: AsyncConnection, outcome: RecordOutcome, now: datetime) -> None:
+async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[RecordOutcome], now: datetime) -> None:
+    """Record many records' outcomes with a handful of statements (call inside one transaction).
+
+    An NMI may appear more than once (a later outcome supersedes an earlier one): the outcomes
+    are applied in rounds in which each NMI appears once, in their original order.
+    """
+    for round_ in _rounds(outcomes):
+        await sync_many(connection, [PartFindings(o.nmi, p.part, frozenset(p.covered_levels), tuple(p.findings))
+                                     for o in round_ for p in o.parts], now)
+        await save_ids(connection, {o.nmi: p.equipment for o in round_ for p in o.parts if p.equipment})
+        await _update_records(connection, round_, now)
+
+
+def _rounds(outcomes: Sequence[RecordOutcome]) -> list[list[RecordOutcome]]:
+    rounds: list[list[RecordOutcome]] = []
+    seen: list[set[str]] = []
+    for outcome in outcomes:
+        index = next((i for i in range(len(seen) - 1, -1, -1) if outcome.nmi in seen[i]), -1) + 1
+        if index == len(rounds):
+            rounds.append([])
+            seen.append(set())
+        rounds[index].append(outcome)
+        seen[index].add(outcome.nmi)
+    return rounds
+
+
+async def _update_records(connection: AsyncConnection, outcomes: Sequence[RecordOutcome], now: datetime) -> None:
+    """One executemany UPDATE per shape of change (which columns a record's outcome sets)."""
+    shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    for outcome in outcomes:
+        values = _record_values(outcome, now)
+        shapes.setdefault(tuple(sorted(values)), []).append(values)
+    for rows in shapes.values():
+        for row in rows:
+            row.pop("b_keep_attempt", None)
+    for columns, rows in shapes.items():
+        sets: dict[str, object] = {c: bindparam(c, type_=der_record.c[c].type) for c in columns if not c.startswith("b_")}
+        # If the input changed while we worked (revision moved on), the row stays due for the next pass.
+        sets["due"] = case((der_record.c.revision == bindparam("b_revision"), bindparam("b_still_due", type_=Boolean)),
+                           else_=true())
+        if "b_keep_attempt" not in columns:
+            sets["attempt_started_at"] = None
+        statement = update(der_record).where(der_record.c.nmi == bindparam("b_nmi")).values(sets)
+        await connection.execute(statement, rows)
+
+
+def _record_values(outcome: RecordOutcome, now: datetime) -> dict[str, object]:
+    """The columns this outcome sets, as executemany parameters (`b_` keys steer the statement)."""
     state = outcome.state
     still_due = state == "retry"
     values: dict[str, object] = {
+        "b_nmi": outcome.nmi,
+        "b_revision": outcome.revision,
+        "b_still_due": still_due,
         "sync_state": state,
-        "attempt_started_at": None if not still_due else der_record.c.attempt_started_at,
         "last_attempt_at": now,
         "last_error": outcome.error,
-        # If the input changed while we worked, the row stays due for the next pass.
-        "due": case((der_record.c.revision == outcome.revision, still_due), else_=True),
     }
+    if still_due:
+        values["b_keep_attempt"] = True  # the write's fate is still unknown: keep the mark
     if state == "synced":
         values["last_synced_at"] = now
     if outcome.transaction_id:
@@ -84,7 +133,4 @@ async def record_outcome(connection: AsyncConnection, outcome: RecordOutcome, no
             values[rejected_col] = part.content_hash
         if part.at_aemo is not None:
             values[at_aemo_col] = part.at_aemo
-        await sync_exceptions(connection, outcome.nmi, part.part, part.covered_levels, part.findings, now)
-        if part.equipment:
-            await save_ids(connection, outcome.nmi, part.equipment)
-    await connection.execute(update(der_record).where(der_record.c.nmi == outcome.nmi).values(**values))
+    return values

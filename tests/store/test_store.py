@@ -74,3 +74,35 @@ async def test_exceptions_are_recorded_once_and_resolved_when_gone(store: Store)
         await sync_exceptions(conn, "8001000005", "installation", {"local", "schema", "first", "second"}, [], utcnow())
     assert await store.list_exceptions(open_only=True) == []
     assert len(await store.list_exceptions()) == 2
+
+
+async def test_outcomes_recorded_together_apply_in_order(store: Store) -> None:
+    """A pass records outcomes a batch per transaction: each record ends as its last outcome in
+    the batch says (exceptions opened and resolved, AEMO's ids replaced, a retry left due with
+    its attempt mark), exactly as if they had been recorded one at a time."""
+    from dersync.store import EquipmentId
+
+    a, b, c = "8001000006", "8001000007", "8001000008"
+    await store.upsert_inputs([InputRow(nmi, nmi_details="{}", installation="{}") for nmi in (a, b, c)])
+    await store.mark_attempts([a, b, c])
+    flagged = Finding(level="second", code="2023", detail="unknown model", nsp_connection_id="C1")
+    refused = Finding(level="first", code="1006", detail="bad type", transaction_id="t2")
+    every_level = frozenset({"local", "schema", "first", "second"})
+    await store.record_outcomes([
+        RecordOutcome(a, 1, [PartOutcome("installation", "synced", "h1", every_level, [flagged],
+                                         equipment=[EquipmentId("C1", "", 11, "Conditional")])]),
+        RecordOutcome(b, 1, [PartOutcome("installation", "rejected", "h2", every_level, [refused])]),
+        RecordOutcome(c, 1, [PartOutcome("installation", "retry")]),
+        RecordOutcome(a, 1, [PartOutcome("installation", "synced", "h3", every_level, [],
+                                         transaction_id="t3",
+                                         equipment=[EquipmentId("C1", "", 12, "Confirmed")])]),
+    ])
+
+    rows = await store.list_exceptions()
+    assert [(r["nmi"], r["code"], r["status"]) for r in rows] == [(a, "2023", "resolved"), (b, "1006", "open")]
+    assert await store.load_ids([a]) == {a: {("C1", ""): 12}}
+    assert await due(store) == [(c, 1)]
+    records = {r.nmi: r for r in await store.load_records([a, b, c])}
+    assert records[a].inst_synced_hash == "h3" and records[a].attempt_started_at is None
+    assert records[b].inst_rejected_hash == "h2" and records[b].sync_state == "rejected"
+    assert records[c].attempt_started_at is not None and records[c].sync_state == "retry"
