@@ -3,7 +3,10 @@
 Records stream from the store in NMI order, a batch at a time. Per batch: plan and validate
 locally (no HTTP for unchanged or invalid records), learn what AEMO already holds with one
 batched GET per 100 NMIs, note that writes are about to go out, then push NMI details before
-installations with bounded concurrency, recording each record's outcome in one transaction.
+installations with bounded concurrency. Outcomes are recorded a few dozen records per
+transaction (and always before the batch ends): each record's state, exceptions and ids land
+together, and a crash before they land leaves the record due with its attempt noted, so the
+next pass asks AEMO what arrived before writing again.
 Records whose requests failed retriably get a few more rounds at the end of the pass and
 otherwise stay due for the next one; they are never marked synced.
 """
@@ -61,6 +64,8 @@ class SyncEngine:
         self.stop = stop or asyncio.Event()
         self.retry_rounds = retry_rounds
         self._limit = asyncio.Semaphore(settings.concurrency)
+        self._unrecorded: list[RecordOutcome] = []
+        self._recording = asyncio.Lock()
 
     async def run_pass(self) -> PassSummary:
         """Push every due record once; returns the counts. Fatal errors propagate."""
@@ -107,6 +112,18 @@ class SyncEngine:
     # --- one batch -----------------------------------------------------------------------------
 
     async def _process(self, batch: Sequence[DueRecord], summary: PassSummary, counted: bool = False) -> None:
+        """Push one batch; whatever was learned is recorded even if the batch stops on an error."""
+        try:
+            await self._push_batch(batch, summary, counted)
+        except BaseException:
+            try:
+                await self._flush(summary)
+            except Exception as exc:  # the original error is the one to report
+                log.warning("sync.record.failed", records=len(self._unrecorded), error=str(exc))
+            raise
+        await self._flush(summary)
+
+    async def _push_batch(self, batch: Sequence[DueRecord], summary: PassSummary, counted: bool) -> None:
         plans = [plan_record(record, self.settings) for record in batch]
         if not counted:
             summary.records += len(plans)
@@ -177,7 +194,7 @@ class SyncEngine:
             if self.stop.is_set():
                 return  # left due; the attempt mark makes the next pass check AEMO first
             parts = await self._push(plan, view, summary)
-            await self._record(plan, parts, summary)
+        await self._record(plan, parts, summary)
 
     async def _push(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> list[PartOutcome]:
         summary.sent += 1
@@ -249,16 +266,31 @@ class SyncEngine:
 
     # --- recording -----------------------------------------------------------------------------
 
+    #: Outcomes per store transaction. Statement round trips, not rows, bound the pass's speed;
+    #: a crash costs at most this many (plus those in flight) re-checks at AEMO next pass.
+    RECORD_EVERY = 50
+
     async def _record(self, plan: RecordPlan, parts: Iterable[PartOutcome], summary: PassSummary) -> None:
-        outcome = RecordOutcome(plan.nmi, plan.record.revision, tuple(parts))
-        await self.store.record_outcome(outcome)
+        self._unrecorded.append(RecordOutcome(plan.nmi, plan.record.revision, tuple(parts)))
+        if len(self._unrecorded) >= self.RECORD_EVERY and not self._recording.locked():
+            await self._flush(summary)
+
+    async def _flush(self, summary: PassSummary) -> None:
+        """Record what is waiting in one transaction, then count and log it as recorded."""
+        async with self._recording:
+            waiting, self._unrecorded = self._unrecorded, []
+            await self.store.record_outcomes(waiting)
+        for outcome in waiting:
+            self._recorded(outcome, summary)
+
+    def _recorded(self, outcome: RecordOutcome, summary: PassSummary) -> None:
         summary.count_outcome(outcome)
         if outcome.state == "retry":
-            summary.retry.add(plan.nmi)
+            summary.retry.add(outcome.nmi)
         else:
-            summary.retry.discard(plan.nmi)
+            summary.retry.discard(outcome.nmi)
         if any(p.result not in ("absent", "unchanged") for p in outcome.parts):
-            log.info("sync.record", nmi=plan.nmi, state=outcome.state,
+            log.info("sync.record", nmi=outcome.nmi, state=outcome.state,
                      parts={p.part: p.result for p in outcome.parts if p.result != "absent"},
                      transactionId=outcome.transaction_id)
         if self.progress is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,7 +12,8 @@ from dersync.mock import Simulator
 from dersync.settings import Enumerations, Settings
 from dersync.store import Store
 from dersync.sync import PassSummary, sync_once
-from dersync.testing import api_requests, connection, device, installation, load, nmi_details, nmi_for, read_back, record
+from dersync.testing import (api_requests, connection, device, installation, load, nmi_details, nmi_for, read_back,
+                             record, wait_for)
 
 
 async def run_pass(settings: Settings, store: Store, **kwargs: Any) -> PassSummary:
@@ -208,18 +210,24 @@ async def test_installation_waits_for_its_nmi(settings: Settings, store: Store, 
     assert await store.list_exceptions(open_only=True, nmi=nmi) == []
 
 
-async def test_token_expiry_mid_pass_loses_nothing(settings: Settings, store: Store, simulator: Simulator) -> None:
+async def test_token_expiry_mid_pass_loses_nothing(make_settings: Any, store: Store, simulator: Simulator) -> None:
     """When AEMO's token expires in the middle of a pass the client fetches a new one and every
     record still arrives."""
     await load(store, [record(nmi_for(i)) for i in range(20)])
+    simulator.config.latency_seconds = 0.005  # a pass long enough to be interrupted
+    settings = make_settings(concurrency=2)
 
-    def expire_tokens(done: int, total: int) -> None:
-        if done in (5, 12):
+    async def expire_tokens() -> None:
+        for arrived in (5, 12):
+            await wait_for(lambda: len(simulator.state.installations) >= arrived, f"{arrived} installations",
+                           interval=0.001)
             simulator.clock.advance(4000)
 
-    summary = await run_pass(settings, store, progress=expire_tokens)
+    expiries = asyncio.create_task(expire_tokens())
+    summary = await run_pass(settings, store)
+    await expiries
 
-    assert simulator.state.token_issued_total >= 2
+    assert simulator.state.token_issued_total >= 3
     assert summary.left_due == 0
     assert len(simulator.state.installations) == 20
     assert (await read_back(store, simulator.state)).ok

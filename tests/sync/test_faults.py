@@ -101,14 +101,10 @@ class Run:
     client: AemoClient | None = None
     passes: int = 0
     last_pass_attempts: int = 0
-    records_done: int = 0  # record outcomes written, over all passes
     pass_over: bool = False  # the current pass has returned (or raised)
     errors: list[BaseException] = field(default_factory=list)  # what passes stopped with
     transport: Counter[str] = field(default_factory=Counter)  # client transport stats, all passes
     notes: dict[str, Any] = field(default_factory=dict)  # what disturbances observed
-
-    def progress(self, _done: int, _total: int) -> None:
-        self.records_done += 1
 
     async def until(self, condition: Callable[[], Any], what: str, deadline: float = 60.0) -> None:
         """Poll `condition` (a function, or one returning an awaitable) until it holds."""
@@ -122,7 +118,7 @@ class Run:
                 self.client = client
                 try:
                     await client.check_credentials()
-                    await SyncEngine(self.settings, self.store, client, progress=self.progress).run_pass()
+                    await SyncEngine(self.settings, self.store, client).run_pass()
                 finally:
                     self.last_pass_attempts = client.pacer.acquired  # every HTTP attempt, answered or not
                     stats = client.transport.stats
@@ -143,7 +139,7 @@ Disturbance = Callable[[Run], Awaitable[None]]
 
 async def restart_simulator(run: Run) -> None:
     """AEMO goes away mid-pass and comes back once the client has been refused a few times."""
-    await run.until(lambda: run.records_done >= 10, "ten records are done")
+    await run.until(lambda: len(run.sim.state.installations) >= 10, "ten installations are at AEMO")
     await run.sim.stop()
     await run.until(lambda: run.pass_over or (run.client is not None and run.client.transport.stats.refused >= 3),
                     "the client has been refused")
@@ -153,7 +149,7 @@ async def restart_simulator(run: Run) -> None:
 
 async def oauth_outage(run: Run) -> None:
     """AEMO's token endpoint answers 500 to everything for a while, in the middle of the pass."""
-    await run.until(lambda: run.records_done >= 10, "ten records are done")
+    await run.until(lambda: len(run.sim.state.installations) >= 10, "ten installations are at AEMO")
     run.sim.config.oauth_fault_rate = 1.0
     await run.until(lambda: run.pass_over or run.sim.state.faults["oauth_500"] >= 12, "token fetches have failed")
     run.sim.config.oauth_fault_rate = 0.0
@@ -218,7 +214,7 @@ class StoreLock:
 
 async def lock_store_briefly(run: Run) -> None:
     """The store is locked by another writer mid-pass until a store write is waiting behind it."""
-    await run.until(lambda: run.records_done >= 10, "ten records are done")
+    await run.until(lambda: len(run.sim.state.installations) >= 10, "ten installations are at AEMO")
     lock = StoreLock(run)
     await lock.acquire()
     try:
@@ -230,7 +226,7 @@ async def lock_store_briefly(run: Run) -> None:
 
 async def lock_store_past_busy_timeout(run: Run) -> None:
     """The store is locked mid-pass for longer than the pass may wait for it."""
-    await run.until(lambda: run.records_done >= 10, "ten records are done")
+    await run.until(lambda: len(run.sim.state.installations) >= 10, "ten installations are at AEMO")
     lock = StoreLock(run)
     await lock.acquire()
     try:
@@ -243,7 +239,7 @@ async def drop_store_connections(run: Run) -> None:
     """PostgreSQL restarts under the pass: every connection of the store is terminated."""
     import asyncpg
 
-    await run.until(lambda: run.records_done >= 10, "ten records are done")
+    await run.until(lambda: len(run.sim.state.installations) >= 10, "ten installations are at AEMO")
     url = make_url(run.settings.database_url)
     admin = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
     try:
