@@ -135,10 +135,14 @@ class Settings(BaseSettings):
             ("postgres://", "postgresql+asyncpg://"),
         ):
             if value.startswith(plain):
-                return driver + value[len(plain) :]
-        if value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            return value
-        raise ValueError("must be a sqlite:/// or postgresql:// URL")
+                value = driver + value[len(plain) :]
+                break
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if value.startswith("sqlite") and _sqlite_in_memory(value):
+            raise ValueError("names no database file: use sqlite:///PATH (an in-memory store would forget "
+                             "what was sent to AEMO at every restart)")
+        return value
 
     @field_validator("oauth_token_url", "nmi_api_url", "installation_api_url")
     @classmethod
@@ -160,8 +164,8 @@ class Settings(BaseSettings):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, _, port = value.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError("must be HOST:PORT")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"must be HOST:PORT with a port up to 65535, got {value!r}")
         return value
 
     @classmethod
@@ -254,6 +258,20 @@ class Settings(BaseSettings):
         problems = self.problems_for_aemo()
         if problems:
             raise ConfigError(problems)
+
+
+def _sqlite_in_memory(url: str) -> bool:
+    """`sqlite://`, `sqlite:///` and `:memory:` (or a URI with mode=memory) open a store that
+    lives only as long as the process."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False  # not ours to judge here: opening the store reports it
+    database = parsed.database or ""
+    return database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory"
 
 
 def _bad_url(value: str) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
 from dersync.admin.metrics import CONTENT_TYPE, Metrics
+from dersync.errors import ConfigError
 
 log = structlog.get_logger("dersync.admin")
 
@@ -35,7 +37,14 @@ class AdminServer:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            # Another process on the port, or an address this host does not have: the operator
+            # changes DERSYNC_ADMIN_BIND (or stops the other process); retrying cannot help.
+            raise ConfigError([f"DERSYNC_ADMIN_BIND: cannot listen on {self.host}:{self.port}: "
+                               f"{os.strerror(exc.errno) if exc.errno else exc}"]) from None
         sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - to learn a port 0 binding
         if sockets:
             self.port = sockets[0].getsockname()[1]

@@ -12,11 +12,13 @@ missing client certificate; here are `run` for all of those kinds and the cases 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from dersync.testing import free_port
@@ -55,6 +57,10 @@ CASES = [
          ("DERSYNC_RATE_LIMIT_PER_MINUTE: Input should be a valid integer",), commands=RUN),
     Case("store-url-not-sql", {"DERSYNC_DATABASE_URL": "mysql://dersync@db/dersync"}, CONFIG,
          ("DERSYNC_DATABASE_URL: must be a sqlite:/// or postgresql:// URL",), commands=RUN),
+    Case("sqlite-in-memory", {"DERSYNC_DATABASE_URL": "sqlite:///:memory:"}, CONFIG,
+         ("DERSYNC_DATABASE_URL: names no database file: use sqlite:///PATH",), commands=RUN),
+    Case("admin-port-out-of-range", {"DERSYNC_ADMIN_BIND": "127.0.0.1:70000"}, CONFIG,
+         ("DERSYNC_ADMIN_BIND: must be HOST:PORT with a port up to 65535",), commands=RUN),
     Case("token-url-ftp", {"DERSYNC_OAUTH_TOKEN_URL": "ftp://x"}, CONFIG,
          ("DERSYNC_OAUTH_TOKEN_URL: must be an http(s) URL",), commands=RUN),
     Case("nmi-url-not-a-url", {"DERSYNC_NMI_API_URL": "partner.api.aemo.com.au/wem"}, CONFIG,
@@ -85,6 +91,9 @@ CASES = [
     Case("client-cert-and-key-not-pem", {"DERSYNC_TLS_CLIENT_CERT": "{tmp}/client.crt",
                                          "DERSYNC_TLS_CLIENT_KEY": "{tmp}/client.key"}, CONFIG,
          ("DERSYNC_TLS_CLIENT_CERT and DERSYNC_TLS_CLIENT_KEY: cannot load '{tmp}/client.crt'",), commands=RUN),
+    # Found when `run` opens its admin endpoint ({busy}: a port another process listens on).
+    Case("admin-port-in-use", {"DERSYNC_ADMIN_BIND": "127.0.0.1:{busy}"}, CONFIG,
+         ("DERSYNC_ADMIN_BIND: cannot listen on 127.0.0.1:{busy}: Address already in use",), commands=RUN),
     # Found when the first token is fetched, before the secret leaves the process.
     Case("secret-over-plain-http", {"DERSYNC_OAUTH_TOKEN_URL": "http://api.aemo.example/oauth/v1/token"}, CONFIG,
          ("DERSYNC_OAUTH_TOKEN_URL: refusing to send the client secret over plain http",)),
@@ -110,8 +119,9 @@ def dersync(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
                           text=True, timeout=120)
 
 
-def case_env(case: Case, folder: Path) -> dict[str, str]:
-    """The case's environment, with throwaway files in `folder` (which is also the working folder)."""
+def case_env(case: Case, folder: Path, busy_port: int = 0) -> dict[str, str]:
+    """The case's environment, with throwaway files in `folder` (which is also the working folder)
+    and `busy_port` for {busy}."""
     (folder / "a-file").write_text("not a folder")
     (folder / "ca.pem").write_text("not a certificate\n")
     (folder / "client.crt").write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
@@ -121,7 +131,7 @@ def case_env(case: Case, folder: Path) -> dict[str, str]:
         if value is None:
             env.pop(name, None)
         else:
-            env[name] = value.replace("{tmp}", str(folder))
+            env[name] = value.replace("{tmp}", str(folder)).replace("{busy}", str(busy_port))
     return env
 
 
@@ -133,14 +143,23 @@ def run_id(case: Case, command: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
+def busy_port() -> Iterator[int]:
+    """A loopback port another process (this test) is listening on."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory,
+             busy_port: int) -> dict[str, tuple[subprocess.CompletedProcess[str], Path, int]]:
     """Every case's process, started side by side (each pays the interpreter's start-up alone)."""
 
-    def one(case: Case, command: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    def one(case: Case, command: str) -> tuple[subprocess.CompletedProcess[str], Path, int]:
         folder = tmp_path_factory.mktemp(case.id)
-        return dersync(command.split(), case_env(case, folder), folder), folder
+        return dersync(command.split(), case_env(case, folder, busy_port), folder), folder, busy_port
 
     wanted = [(c, cmd) for c, cmd in RUNS if not c.skip_unless or Path(c.skip_unless).exists()]
+    tmp_path_factory.getbasetemp()  # made once here: threads making it at once each made their own
     with ThreadPoolExecutor(max_workers=max(2, 2 * (os.cpu_count() or 1))) as pool:
         futures = {run_id(c, cmd): pool.submit(one, c, cmd) for c, cmd in wanted}
         return {key: future.result() for key, future in futures.items()}
@@ -148,19 +167,19 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subpro
 
 @pytest.mark.parametrize(("case", "command"), [pytest.param(c, cmd, id=run_id(c, cmd)) for c, cmd in RUNS])
 def test_hostile_configuration_is_one_line_per_problem_and_the_documented_exit_code(
-    case: Case, command: str, outcomes: dict[str, tuple[subprocess.CompletedProcess[str], Path]]
+    case: Case, command: str, outcomes: dict[str, tuple[subprocess.CompletedProcess[str], Path, int]]
 ) -> None:
     """The command stops with the README's exit code, one `dersync:` line per problem on stderr
     naming the setting (secrets and passwords never shown), and no traceback."""
     if run_id(case, command) not in outcomes:
         pytest.skip(f"needs {case.skip_unless}")
-    result, folder = outcomes[run_id(case, command)]
+    result, folder, busy = outcomes[run_id(case, command)]
 
     lines = result.stderr.strip().splitlines()
     assert result.returncode == case.exit_code, (result.returncode, result.stderr, result.stdout[-2000:])
     assert len(lines) == len(case.lines), lines
     for expected in case.lines:
-        expected = expected.replace("{tmp}", str(folder))
+        expected = expected.replace("{tmp}", str(folder)).replace("{busy}", str(busy))
         assert any(expected in line for line in lines), (expected, lines)
     prefix = "dersync: configuration: " if case.exit_code == CONFIG else "dersync: "
     assert all(line.startswith(prefix) for line in lines), lines
