@@ -254,10 +254,11 @@ def _check(value: Any, spec: Any, path: str, strict: bool, out: list[ApiError]) 
 
 
 def parse_json(raw: bytes) -> tuple[Any, list[ApiError]]:
-    """Decode a UTF-8 JSON body; a failure is a schema (400/1020) error."""
+    """Decode a UTF-8 JSON body; a failure is a schema (400/1020) error. Nesting deeper than
+    the decoder's recursion limit is one too (a 10 MB body can hold a million brackets)."""
     try:
         return json.loads(raw.decode("utf-8")), []
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         return None, [schema_error(f"body is not valid JSON: {exc}")]
 
 
@@ -322,8 +323,16 @@ def first_level_nmi(body: Mapping[str, Any], path_nmi: str | None = None) -> lis
     return out
 
 
+def _is_whole(v: Any) -> bool:
+    """A JSON number with no fraction. Python ints are whole however large (float() of one past
+    1e308 overflows, which answered 500 to a huge count)."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+
+
 def _is_count(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1 and float(v).is_integer()
+    return _is_whole(v) and v >= 1
 
 
 def _negatives(obj: Mapping[str, Any], keys: Iterable[str], path: str) -> list[ApiError]:
@@ -382,9 +391,7 @@ def _is_date(v: Any) -> bool:
 
 
 def _as_id(v: Any) -> int | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer():
-        return None
-    return int(v)
+    return int(v) if _is_whole(v) else None
 
 
 def check_ids(current: Mapping[str, Any] | None, data: Mapping[str, Any]) -> list[ApiError]:
@@ -450,7 +457,12 @@ def _approved(details: Mapping[str, Any] | None, index: frozenset[tuple[str, str
 
 
 def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        return float(v)
+    except OverflowError:  # an integer past 1e308: compares as the infinity it is to a float
+        return float("inf") if v > 0 else float("-inf")
 
 
 def second_level(

@@ -123,8 +123,14 @@ INSTALLATION_CASES: list[tuple[str, str, Any, int, list[str]]] = [
     ("negative capacity", "POST", {"data": _with(lambda d: d.update(approvedCapacity=-1))}, 422, ["1009"]),
     ("bad date", "POST", {"data": _with(lambda d: d["acConnections"][0].update(commissioningDate="01/03/2024"))}, 422, ["1012"]),
     ("two problems", "POST", {"data": _with(lambda d: d["acConnections"][0].update(count=0, equipmentType="X"))}, 422, ["1006", "1008"]),
+    # Numbers past a double's range are still JSON numbers: judged, never a 500.
+    ("huge count beside a bad one", "POST", {"data": _with(lambda d: (d["acConnections"][0].update(count=10**400),
+                                                                    d["acConnections"][0]["devices"][0].update(count=1.5)))},
+     422, ["1008"]),
+    ("huge capacity, negative", "POST", {"data": _with(lambda d: d.update(approvedCapacity=-10**400))}, 422, ["1009"]),
     ("path mismatch", "PUT", {"data": installation(NMI_B)}, 422, ["1005"]),
     ("unknown connectionId", "PUT", {"data": _with(lambda d: d["acConnections"][0].update(connectionId=1))}, 422, ["1010"]),
+    ("huge connectionId", "PUT", {"data": _with(lambda d: d["acConnections"][0].update(connectionId=10**400))}, 422, ["1010"]),
     ("unknown deviceId", "PUT", {"data": _with(lambda d: d["acConnections"][0]["devices"][0].update(deviceId=1))}, 422, ["1011"]),
 ]
 
@@ -145,6 +151,17 @@ async def test_installation_validation(
     assert r.status == status, r.body
     assert sorted(e["code"] for e in r.body["errors"]) == codes
     assert sim.state.installations == before
+
+
+async def test_huge_numbers_and_deep_nesting_are_answered_not_crashed_on(api: Api, sim: Simulator) -> None:
+    """A whole number past 1e308 is a count AEMO's schema admits (type number), and a body nested
+    deeper than any decoder follows is a 400/1020, like any other JSON it cannot read."""
+    await api.create_nmi(NMI_A)
+    r = await api.create_installation(_with(lambda d: d.update(approvedCapacity=10**400) or
+                                            d["acConnections"][0].update(count=10**400)))
+    assert r.status == 201, r.body
+    r = await api.call("POST", api.inst_url(), data=b'{"data": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")
+    assert (r.status, [e["code"] for e in r.body["errors"]]) == (400, ["1020"])
 
 
 async def test_get_installation_and_404(api: Api) -> None:
