@@ -11,6 +11,7 @@ job, which reports it per field.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -114,14 +115,49 @@ def _line_items(handle: BinaryIO) -> Iterator[tuple[int, Any]]:
 
 def _array_items(handle: BinaryIO) -> Iterator[tuple[int, Any]]:
     """Elements of a top-level JSON array; numbered from 1 (there are no lines to speak of)."""
+    # The fast C parser turns a lone surrogate escape ("\ud800") into "?", silently changing the
+    # record; the pure-Python one keeps it, so `to_input_row` can refuse that element by name.
+    # It is 15 times slower, so it reads only files that hold such an escape.
+    backend = ijson.get_backend("python") if _has_lone_surrogate_escape(handle) else ijson
     number = 0
     try:
-        for number, item in enumerate(ijson.items(handle, "item", use_float=True), start=1):
+        for number, item in enumerate(backend.items(handle, "item", use_float=True), start=1):
             yield number, item
     except (ijson.JSONError, UnicodeDecodeError) as exc:
         yield number + 1, ImportProblem(
             number + 1, f"array element {number + 1} is not valid JSON ({exc}); the rest of the file was not read"
         )
+
+
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE = re.compile(_HIGH + b"(?!" + _LOW + b")|(?<!" + _HIGH + b")" + _LOW)
+_ESCAPE = 6  # bytes in one \\uXXXX escape: a match's length, and the context either side
+
+
+def _has_lone_surrogate_escape(handle: BinaryIO, chunk_size: int = 1 << 20) -> bool:
+    """Whether the file holds a \\u escape of half a UTF-16 pair; reads it once, then rewinds.
+
+    A match counts once the escape before and after it have been read too (the pair's other
+    half may lie across a chunk boundary); the last three escapes' worth of bytes are carried
+    into the next window for that. An escaped backslash before "ud800" also matches: that only
+    costs the slower parser, never a wrong answer.
+    """
+    try:
+        carried, at_start = b"", True
+        while True:
+            chunk = handle.read(max(chunk_size, 8 * _ESCAPE))
+            window, final = carried + chunk, not chunk
+            for match in _LONE_SURROGATE.finditer(window):
+                seen_before = at_start or match.start() >= _ESCAPE
+                seen_after = final or match.end() + _ESCAPE <= len(window)
+                if seen_before and seen_after:
+                    return True
+            if final:
+                return False
+            carried, at_start = window[-3 * _ESCAPE :], at_start and len(window) <= 3 * _ESCAPE
+    finally:
+        handle.seek(0)
 
 
 def to_input_row(item: Any) -> InputRow | str:

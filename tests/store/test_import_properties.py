@@ -228,20 +228,25 @@ async def test_each_kind_of_hostile_line_in_one_file(store: Store, tmp_path: Pat
 
 async def test_hostile_elements_of_a_json_array(store: Store, tmp_path: Path) -> None:
     """In a JSON array file, refused elements are reported by element number and the others are
-    stored."""
-    valid = [fresh_nmi() for _ in range(2)]
+    stored, escaped surrogate pairs intact (a lone surrogate escape used to be stored as "?")."""
+    valid = [fresh_nmi() for _ in range(3)]
     path = tmp_path / "records.json"
     path.write_bytes(b"[" + b",".join([
         _json({"nmiDetails": nmi_details(valid[0])}),
         _json({"nmiDetails": {"nmi": fresh_nmi() * 11}}),
         _json({"nmiDetails": {"nmi": fresh_nmi(), "tni": nested(MAX_NESTING + 5)}}),
         _json({"nmiDetails": nmi_details(valid[1])}),
+        b'{"nmiDetails": {"nmi": "' + fresh_nmi().encode() + b'", "substation": "Can\\udc00nington"}}',
+        b'{"nmiDetails": {"nmi": "' + valid[2].encode() + b'", "substation": "Sun \\ud83d\\ude00"}}',
     ]) + b"]")
 
     report = await import_file(store, path)
 
-    assert [p.line for p in report.problems] == [2, 3]
-    assert report.stored == 2 and len(await store.load_records(valid)) == 2
+    assert [p.line for p in report.problems] == [2, 3, 5]
+    assert "surrogate" in report.problems[2].message
+    assert report.stored == 3
+    rows = {r.nmi: r for r in await store.load_records(valid)}
+    assert json.loads(rows[valid[2]].nmi_details)["substation"] == "Sun \U0001F600"
 
 
 # --- payload size ----------------------------------------------------------------------------------
