@@ -12,7 +12,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from dersync.store.tables import sync_pass
 
 
+#: Why a pass of the same kind found still "running" is closed when a new one starts.
+ABANDONED = "did not finish: its process stopped, or the store failed before the pass could be closed"
+
+
 async def start_pass(connection: AsyncConnection, kind: str, now: datetime) -> int:
+    """Open a pass, closing any earlier one of its kind left "running".
+
+    Such a row almost always belongs to a process that died or lost its store mid-pass, and
+    would otherwise show as running forever in `dersync status`; if that pass is in fact still
+    going (a hand-run `sync --once` beside the daemon), its own finish overwrites this.
+    """
+    await connection.execute(
+        update(sync_pass).where(sync_pass.c.kind == kind, sync_pass.c.status == "running")
+        .values(status="interrupted", finished_at=now, error=ABANDONED)
+    )
     result = await connection.execute(
         sync_pass.insert().values(kind=kind, started_at=now, status="running").returning(sync_pass.c.id)
     )

@@ -106,3 +106,25 @@ async def test_outcomes_recorded_together_apply_in_order(store: Store) -> None:
     assert records[a].inst_synced_hash == "h3" and records[a].attempt_started_at is None
     assert records[b].inst_rejected_hash == "h2" and records[b].sync_state == "rejected"
     assert records[c].attempt_started_at is not None and records[c].sync_state == "retry"
+
+
+async def test_a_pass_left_running_is_closed_when_the_next_one_starts(store: Store) -> None:
+    """A pass whose process died (or whose store failed at its end) is not shown as running
+    forever: the next pass of its kind closes it as interrupted, saying why."""
+    from dersync.store.passes import ABANDONED
+
+    abandoned = await store.start_pass("sync")
+    reconcile = await store.start_pass("reconcile")
+    await store.start_pass("sync")
+
+    status = await store.status()
+    async with store.transaction() as connection:
+        from sqlalchemy import select
+
+        from dersync.store.tables import sync_pass
+
+        rows = {r.id: r for r in await connection.execute(select(sync_pass))}
+    assert rows[abandoned].status == "interrupted" and rows[abandoned].error == ABANDONED
+    assert rows[abandoned].finished_at is not None
+    assert rows[reconcile].status == "running"  # another kind: untouched
+    assert status["last_sync"]["status"] == "running"
