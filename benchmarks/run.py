@@ -100,6 +100,18 @@ class SimulatorProcess:
 
 
 def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB.
+
+    Linux's VmHWM, not getrusage's ru_maxrss: a child started by fork and exec inherits the
+    parent's ru_maxrss, so every memory child reported the benchmark runner's own peak.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
