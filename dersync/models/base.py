@@ -9,7 +9,6 @@ so it must be a `local` exception here, before anything is sent.
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
@@ -46,15 +45,6 @@ def _check_nmi(value: str) -> str:
     return value
 
 
-def _check_calendar_date(value: str) -> str:
-    """The pattern admits 2026-02-30; AEMO refuses it (1012), so it is a local exception here."""
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a calendar date (yyyy-mm-dd)") from None
-    return value
-
-
 def _enumeration(name: str):
     """A validator that checks a value against a list kept in configuration (via context)."""
 
@@ -80,7 +70,7 @@ Nmi = Annotated[str, AfterValidator(_check_nmi)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=MAX_JSON_INTEGER)]
-IsoDate = Annotated[str, Field(pattern=DATE_PATTERN), AfterValidator(_check_calendar_date)]
+IsoDate = Annotated[str, Field(pattern=DATE_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1000)]
 LongText = Annotated[str, Field(max_length=10000)]
 EquipmentType = Annotated[str, AfterValidator(_enumeration("equipment_types"))]
