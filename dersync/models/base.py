@@ -70,6 +70,8 @@ Nmi = Annotated[str, AfterValidator(_check_nmi)]
 Number = Annotated[float, Field(allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=MAX_JSON_INTEGER)]
+#: The shape only: whether the day exists (2023-02-29) is AEMO's first-level rule (1012), and
+#: comes back as a first-level exception naming the field (the demo's samples rely on it).
 IsoDate = Annotated[str, Field(pattern=DATE_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1000)]
 LongText = Annotated[str, Field(max_length=10000)]
