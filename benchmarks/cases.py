@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,9 +18,10 @@ from benchmarks.run import (
     PARTICIPANT,
     ROOT,
     Result,
+    UNTHROTTLED,
     SimulatorProcess,
     benchmark,
-    load_records,
+    loaded_store,
     rss_mb,
 )
 
@@ -35,18 +35,14 @@ def _api_requests(state: dict) -> int:
 @benchmark
 async def pacing(args: argparse.Namespace) -> Result:
     """Sustained requests per minute against the simulator's strict 60 s window at 6000/min."""
-    from dersync.store import Store
     from dersync.sync import sync_once
 
     records = int(args.pacing_seconds * AEMO_LIMIT / 60 / 2) + 300  # ~2 requests per new record
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=AEMO_LIMIT) as sim:
-        settings = sim.settings(f"sqlite:///{tmp}/bench.db", concurrency=32)
-        store = await Store.open(settings.database_url)
-        await load_records(store, records)
-        started = time.monotonic()
-        summary = await sync_once(settings, store)
-        seconds = time.monotonic() - started
-        await store.close()
+        async with loaded_store(sim, tmp, records, concurrency=32) as (settings, store):
+            started = time.monotonic()
+            summary = await sync_once(settings, store)
+            seconds = time.monotonic() - started
         state = await sim.state()
     api = _api_requests(state)
     best_window = state["counters"]["max_requests_in_any_window"]
@@ -66,18 +62,14 @@ async def pacing(args: argparse.Namespace) -> Result:
 @benchmark
 async def headroom(args: argparse.Namespace) -> Result:
     """Installation pushes per second with the limit lifted, beside a naive sequential baseline."""
-    from dersync.store import Store
     from dersync.sync import sync_once
 
     records = 6000
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
-        settings = sim.settings(f"sqlite:///{tmp}/bench.db", rate_limit_per_minute=10**9, concurrency=64)
-        store = await Store.open(settings.database_url)
-        await load_records(store, records)
-        started = time.monotonic()
-        await sync_once(settings, store)
-        seconds = time.monotonic() - started
-        await store.close()
+        async with loaded_store(sim, tmp, records, **UNTHROTTLED) as (settings, store):
+            started = time.monotonic()
+            await sync_once(settings, store)
+            seconds = time.monotonic() - started
         rate = records / seconds
         baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=900_000)
     ratio = rate / baseline
@@ -117,31 +109,27 @@ async def idle(args: argparse.Namespace) -> Result:
 
     from dersync.models import check_record
     from dersync.settings import Enumerations
-    from dersync.store import Store
     from dersync.store.tables import der_record
     from dersync.sync import sync_once
     from dersync.testing import installation, nmi_details, nmi_for
 
     count = args.records
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess() as sim:
-        settings = sim.settings(f"sqlite:///{tmp}/bench.db")
-        store = await Store.open(settings.database_url)
-        await load_records(store, count)
-        # Bring the store to the state a completed pass leaves: every record synced, nothing due.
-        async with store.transaction() as connection:
-            for index in range(count):
-                nmi = nmi_for(index)
-                check = check_record(nmi, json.dumps(nmi_details(nmi)), json.dumps(installation(nmi)),
-                                     Enumerations(), 10_000_000)
-                await connection.execute(update(der_record).where(der_record.c.nmi == nmi).values(
-                    due=False, sync_state="synced", nmi_synced_hash=check.nmi_details.content_hash,
-                    inst_synced_hash=check.installation.content_hash, nmi_at_aemo=True, inst_at_aemo=True))
-        before = await sim.state()
-        started = time.monotonic()
-        await sync_once(settings, store)
-        seconds = time.monotonic() - started
-        after = await sim.state()
-        await store.close()
+        async with loaded_store(sim, tmp, count) as (settings, store):
+            # Bring the store to the state a completed pass leaves: every record synced, nothing due.
+            async with store.transaction() as connection:
+                for index in range(count):
+                    nmi = nmi_for(index)
+                    check = check_record(nmi, json.dumps(nmi_details(nmi)), json.dumps(installation(nmi)),
+                                         Enumerations(), 10_000_000)
+                    await connection.execute(update(der_record).where(der_record.c.nmi == nmi).values(
+                        due=False, sync_state="synced", nmi_synced_hash=check.nmi_details.content_hash,
+                        inst_synced_hash=check.installation.content_hash, nmi_at_aemo=True, inst_at_aemo=True))
+            before = await sim.state()
+            started = time.monotonic()
+            await sync_once(settings, store)
+            seconds = time.monotonic() - started
+            after = await sim.state()
     requests = after["counters"]["requests_total"] - before["counters"]["requests_total"]
     ok = seconds < 5 and requests == 0
     return Result("idle", f"{seconds:.2f} s and {requests} HTTP requests for {count:,} unchanged records",
@@ -171,20 +159,16 @@ async def reconcile(args: argparse.Namespace) -> Result:
     """Requests reconciliation needs for N installations."""
     from dersync.aemo.client import AemoClient
     from dersync.reconcile.reconciler import reconcile as run_reconcile
-    from dersync.store import Store
     from dersync.sync import sync_once
 
     count = 2000
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
-        settings = sim.settings(f"sqlite:///{tmp}/bench.db", rate_limit_per_minute=10**9, concurrency=64)
-        store = await Store.open(settings.database_url)
-        await load_records(store, count)
-        await sync_once(settings, store)
-        before = _api_requests(await sim.state())
-        async with AemoClient(settings) as client:
-            await run_reconcile(settings, store, client, repair=False)
-        used = _api_requests(await sim.state()) - before
-        await store.close()
+        async with loaded_store(sim, tmp, count, **UNTHROTTLED) as (settings, store):
+            await sync_once(settings, store)
+            before = _api_requests(await sim.state())
+            async with AemoClient(settings) as client:
+                await run_reconcile(settings, store, client, repair=False)
+            used = _api_requests(await sim.state()) - before
     return Result("reconcile", f"{used} requests for {count:,} installations ({used / count * 100:.2f} per 100)",
                   "about N/100", "met" if used <= count / 100 * 1.1 + 2 else "NOT met",
                   {"installations": count, "requests": used})

@@ -15,25 +15,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import SimulatorProcess, load_records, rss_mb  # noqa: E402
+from benchmarks.run import UNTHROTTLED, SimulatorProcess, loaded_store, rss_mb  # noqa: E402
 
 
 async def measure(count: int) -> dict[str, float]:
     from dersync.logs import configure_logging
     from dersync.settings import Settings
-    from dersync.store import Store
     from dersync.sync import sync_once
 
     configure_logging(Settings(log_level="WARNING", log_format="console"))  # as benchmarks/run.py
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
-        settings = sim.settings(f"sqlite:///{tmp}/bench.db", rate_limit_per_minute=10**9, concurrency=64)
-        store = await Store.open(settings.database_url)
-        await load_records(store, count)
-        after_load = rss_mb()
-        started = time.monotonic()
-        summary = await sync_once(settings, store)
-        seconds = time.monotonic() - started
-        await store.close()
+        async with loaded_store(sim, tmp, count, **UNTHROTTLED) as (settings, store):
+            after_load = rss_mb()
+            started = time.monotonic()
+            summary = await sync_once(settings, store)
+            seconds = time.monotonic() - started
     return {"records": count, "peak_rss_mb": round(rss_mb(), 1), "rss_after_load_mb": round(after_load, 1),
             "pass_seconds": round(seconds, 1), "created": summary.created}
 

@@ -20,12 +20,12 @@ import resource
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
@@ -113,6 +113,25 @@ def rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+#: Client settings with AEMO's limit lifted (the simulator is started with it lifted too).
+UNTHROTTLED = {"rate_limit_per_minute": 10**9, "concurrency": 64}
+
+
+@asynccontextmanager
+async def loaded_store(sim: "SimulatorProcess", folder: str, records: int,
+                       **overrides: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """(settings aimed at `sim`, a fresh SQLite store in `folder` holding `records` new records)."""
+    from dersync.store import Store
+
+    settings = sim.settings(f"sqlite:///{folder}/bench.db", **overrides)
+    store = await Store.open(settings.database_url)
+    try:
+        await load_records(store, records)
+        yield settings, store
+    finally:
+        await store.close()
 
 
 async def load_records(store: Any, count: int, start: int = 0) -> None:

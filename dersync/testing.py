@@ -193,6 +193,11 @@ def api_requests(state: Any) -> int:
     return sum(n for (_method, route, _status), n in state.requests_by_route.items() if route != "oauth_token")
 
 
+def as_environment(settings: Mapping[str, object]) -> dict[str, str]:
+    """Settings as the DERSYNC_* variables a `dersync` process reads (for subprocess tests)."""
+    return {f"DERSYNC_{name.upper()}": str(value) for name, value in settings.items()}
+
+
 # --- waiting on processes and servers (no fixed sleeps as synchronisation) -------------------
 def free_port() -> int:
     """A loopback port nothing listens on right now."""

@@ -75,16 +75,12 @@ def make_settings(database_url: str, simulator: Simulator) -> Callable[..., Sett
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = dict(
             database_url=database_url,
-            oauth_token_url=simulator.oauth_token_url,
-            nmi_api_url=simulator.nmi_api_url,
-            installation_api_url=simulator.installation_api_url,
-            client_id=simulator.config.client_id,
-            client_secret=simulator.config.client_secret,
             participant_id=PARTICIPANT,
             retry_backoff_initial_seconds=0.001,
             retry_backoff_max_seconds=0.01,
             log_format="json",
         )
+        values.update(simulator.client_settings())
         values.update(overrides)
         return Settings(**values)
 

@@ -38,7 +38,7 @@ import aiohttp
 import pytest
 
 from dersync.mock import Simulator, SimulatorConfig
-from dersync.testing import free_port
+from dersync.testing import as_environment, free_port
 
 from tests.conftest import PARTICIPANT
 
@@ -450,14 +450,7 @@ async def started(scratch: Path, simulator: Simulator) -> AsyncIterator[dict[str
             value = value.replace(f"sqlite:///{volume.rstrip('/')}/", f"sqlite:///{image.host(volume)}/")
         env[key] = value
     env["DERSYNC_ADMIN_BIND"] = f"127.0.0.1:{port}"
-    env.update({
-        "DERSYNC_OAUTH_TOKEN_URL": simulator.oauth_token_url,
-        "DERSYNC_NMI_API_URL": simulator.nmi_api_url,
-        "DERSYNC_INSTALLATION_API_URL": simulator.installation_api_url,
-        "DERSYNC_CLIENT_ID": simulator.config.client_id,
-        "DERSYNC_CLIENT_SECRET": simulator.config.client_secret,
-        "DERSYNC_PARTICIPANT_ID": PARTICIPANT,
-    })
+    env.update(as_environment(simulator.client_settings()))
     executable = shutil.which(image.cmd[0], path=env["PATH"])
     assert executable and Path(executable).parent == image.venv / "bin", (
         f"CMD {image.cmd[0]!r} is not a script the install step put in the image's bin directory"

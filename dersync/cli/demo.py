@@ -40,12 +40,7 @@ async def run_demo(records: Path | None = None) -> int:
     async with run_simulator(sim_config) as sim:
         settings = Settings(
             database_url=f"sqlite:///{DEMO_DB}",
-            oauth_token_url=sim.oauth_token_url,
-            nmi_api_url=sim.nmi_api_url,
-            installation_api_url=sim.installation_api_url,
-            client_id=sim_config.client_id,
-            client_secret=sim_config.client_secret,
-            participant_id=DEMO_PARTICIPANT,
+            **sim.client_settings(),
             log_format="console",
             log_level="WARNING",
         )

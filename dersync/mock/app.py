@@ -87,6 +87,20 @@ class Simulator:
     def installation_api_url(self) -> str:
         return self.url + INSTALLATION_PREFIX
 
+    def client_settings(self) -> dict[str, str]:
+        """The settings that aim a dersync client at this simulator with credentials it accepts
+        (the demo and the tests); the participant id only when the simulator insists on one."""
+        values = {
+            "oauth_token_url": self.oauth_token_url,
+            "nmi_api_url": self.nmi_api_url,
+            "installation_api_url": self.installation_api_url,
+            "client_id": self.config.client_id,
+            "client_secret": self.config.client_secret,
+        }
+        if self.config.participant_id:
+            values["participant_id"] = self.config.participant_id
+        return values
+
     @property
     def running(self) -> bool:
         return self._runner is not None

@@ -55,8 +55,8 @@ from dersync.reconcile.compare import (
 )
 from dersync.reconcile.findings import Finding, ReconcileReport
 from dersync.settings import Settings
-from dersync.store import Store
-from dersync.store.drift import StoredRecord
+from dersync.store import Store, StoredRecord
+from dersync.store.passes import OpenPass
 
 log = structlog.get_logger("dersync.reconcile")
 
@@ -118,45 +118,45 @@ class Reconciler:
         report = self.report
         started = time.monotonic()
         requests_before = _requests(self.client)
-        report.pass_id = pass_id = await self.store.start_pass("reconcile")
-        log.info("reconcile.pass.started", pass_id=pass_id, repair=self.repair, sweep=self.sweep,
-                 nmi_details=self.deep_nmi)
-        status, error = "failed", None
-        try:
-            pending: list[Expected] = []
-            async for batch in self.store.record_batches(self.settings.store_batch_size):
-                if self.stop.is_set():
-                    break
-                report.records += len(batch)
-                pending.extend(e for e in (self._expected(r) for r in batch) if e is not None)
-                while len(pending) >= self._chunk and not self.stop.is_set():
-                    await self._compare(pending[: self._chunk])
-                    pending = pending[self._chunk :]
-            if pending and not self.stop.is_set():
-                await self._compare(pending)
+
+        def finished(opened: OpenPass) -> dict[str, Any]:
+            report.status = opened.status
+            report.requests = _requests(self.client) - requests_before
+            report.seconds = round(time.monotonic() - started, 3)
+            log.info("reconcile.pass.finished", pass_id=opened.id, status=opened.status, error=opened.error,
+                     **report.as_dict())
+            return report.as_dict()
+
+        async with self.store.recorded_pass("reconcile", finished) as opened:
+            report.pass_id = opened.id
+            log.info("reconcile.pass.started", pass_id=opened.id, repair=self.repair, sweep=self.sweep,
+                     nmi_details=self.deep_nmi)
+            await self._compare_all()
             for filters in self.sweep:
                 if self.stop.is_set():
                     break
                 await self._sweep(filters)
             if self.stop.is_set():
-                status = "interrupted"
+                opened.status = "interrupted"
             elif report.unread:
-                status, error = "failed", f"{report.unread} records could not be read at AEMO"
+                opened.error = f"{report.unread} records could not be read at AEMO"
             else:
-                status = "ok"
-        except asyncio.CancelledError:
-            status = "interrupted"
-            raise
-        except Exception as exc:
-            error = str(exc)
-            raise
-        finally:
-            report.status = status
-            report.requests = _requests(self.client) - requests_before
-            report.seconds = round(time.monotonic() - started, 3)
-            await self.store.finish_pass(pass_id, status, report.as_dict(), error)
-            log.info("reconcile.pass.finished", pass_id=pass_id, status=status, error=error, **report.as_dict())
+                opened.status = "ok"
         return report
+
+    async def _compare_all(self) -> None:
+        """Every stored record against AEMO, in rounds of whole batched GETs."""
+        pending: list[Expected] = []
+        async for batch in self.store.record_batches(self.settings.store_batch_size):
+            if self.stop.is_set():
+                return
+            self.report.records += len(batch)
+            pending.extend(e for e in (self._expected(r) for r in batch) if e is not None)
+            while len(pending) >= self._chunk and not self.stop.is_set():
+                await self._compare(pending[: self._chunk])
+                pending = pending[self._chunk :]
+        if pending and not self.stop.is_set():
+            await self._compare(pending)
 
     # --- what the store expects at AEMO ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -21,12 +21,12 @@ from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, mig
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.exceptions import Finding
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
-from dersync.store.records import ABSENT, DueRecord, InputRow
+from dersync.store.records import ABSENT, InputRow, StoredRecord
 from dersync.store.tables import der_record
 
 __all__ = [
-    "ABSENT", "DueRecord", "EquipmentId", "Finding", "IdMap", "InputRow", "PartOutcome",
-    "RecordOutcome", "Store", "utcnow",
+    "ABSENT", "EquipmentId", "Finding", "IdMap", "InputRow", "PartOutcome", "RecordOutcome", "Store",
+    "StoredRecord", "utcnow",
 ]
 
 
@@ -97,10 +97,10 @@ class Store:
         async with self.transaction() as connection:
             await records.upsert_inputs(connection, rows)
 
-    def due_batches(self, batch_size: int) -> AsyncIterator[list[DueRecord]]:
+    def due_batches(self, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
         return self._stream(records.due_batches(self.engine, batch_size))
 
-    async def load_records(self, nmis: Sequence[str]) -> list[DueRecord]:
+    async def load_records(self, nmis: Sequence[str]) -> list[StoredRecord]:
         async with self.transaction() as connection:
             return await records.load_records(connection, nmis)
 
@@ -116,9 +116,6 @@ class Store:
     async def mark_attempts(self, nmis: Sequence[str]) -> None:
         async with self.transaction() as connection:
             await records.mark_attempts(connection, nmis, utcnow())
-
-    async def record_outcome(self, outcome: RecordOutcome) -> None:
-        await self.record_outcomes([outcome])
 
     async def record_outcomes(self, outcomes: Sequence[RecordOutcome]) -> None:
         """Record outcomes in one transaction: all of them or, if the store fails, none."""
@@ -154,6 +151,24 @@ class Store:
                 "last_reconcile": await passes.last_pass(connection, "reconcile"),
             }
 
+    @asynccontextmanager
+    async def recorded_pass(self, kind: str,
+                            finished: Callable[[passes.OpenPass], dict[str, Any]]) -> AsyncIterator[passes.OpenPass]:
+        """Log a pass from start to end, however it ends: cancelled is "interrupted", an error is
+        "failed" with its message, else the status the body set. `finished` gives the counts to
+        store (and is the caller's place to log the end)."""
+        opened = passes.OpenPass(await self.start_pass(kind))
+        try:
+            yield opened
+        except asyncio.CancelledError:
+            opened.status = "interrupted"
+            raise
+        except Exception as exc:
+            opened.status, opened.error = "failed", str(exc)
+            raise
+        finally:
+            await self.finish_pass(opened.id, opened.status, finished(opened), opened.error)
+
     async def start_pass(self, kind: str) -> int:
         async with self.transaction() as connection:
             return await passes.start_pass(connection, kind, utcnow())
@@ -164,7 +179,7 @@ class Store:
             await passes.finish_pass(connection, pass_id, status, summary, utcnow(), error)
 
     # --- reconciliation (dersync.reconcile) ----------------------------------------------------
-    def record_batches(self, batch_size: int) -> AsyncIterator[list[drift.StoredRecord]]:
+    def record_batches(self, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
         """Every record with NMI details or an installation (due or not), in NMI order."""
         return self._stream(drift.record_batches(self.engine, batch_size))
 

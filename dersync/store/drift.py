@@ -8,41 +8,20 @@ Reads stream in NMI order with keyset batches (one short read per batch, flat me
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
 
 from sqlalchemy import and_, delete, desc, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dersync.store.records import nmi_batches
+from dersync.store.records import COLUMNS, StoredRecord, nmi_batches
 from dersync.store.tables import der_record, drift_finding, equipment_id, sync_pass
-
-
-@dataclass(frozen=True)
-class StoredRecord:
-    """A record as reconciliation needs it: content plus what the store believes AEMO holds."""
-
-    nmi: str
-    nmi_details: str | None
-    installation: str | None
-    due: bool
-    sync_state: str
-    nmi_synced_hash: str | None
-    inst_synced_hash: str | None
-    nmi_rejected_hash: str | None
-    inst_rejected_hash: str | None
-    nmi_at_aemo: bool | None
-    inst_at_aemo: bool | None
-
-
-_COLUMNS = [der_record.c[name] for name in StoredRecord.__dataclass_fields__]
 
 
 def record_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
     """Every record holding NMI details or an installation, in NMI order, `batch_size` at a time."""
     has_content = or_(der_record.c.nmi_details.is_not(None), der_record.c.installation.is_not(None))
-    return nmi_batches(engine, _COLUMNS, has_content, batch_size, StoredRecord)
+    return nmi_batches(engine, COLUMNS, has_content, batch_size, StoredRecord)
 
 
 async def with_installation(connection: AsyncConnection, nmis: Sequence[str]) -> set[str]:

@@ -11,7 +11,7 @@ import json
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -52,20 +52,9 @@ class PartFindings:
     findings: Sequence[Finding]
 
 
-async def sync_exceptions(
-    connection: AsyncConnection,
-    nmi: str,
-    part: str,
-    covered_levels: Iterable[str],
-    findings: Iterable[Finding],
-    now: datetime,
-) -> None:
-    """Make the open exceptions of (nmi, part) at `covered_levels` equal to `findings`."""
-    await sync_many(connection, [PartFindings(nmi, part, frozenset(covered_levels), tuple(findings))], now)
-
-
 async def sync_many(connection: AsyncConnection, items: Sequence[PartFindings], now: datetime) -> None:
-    """`sync_exceptions` for many parts with a fixed number of statements, whatever their count.
+    """Make the open exceptions of each (nmi, part) at its covered levels equal to its findings,
+    with a fixed number of statements whatever the count.
 
     A pass records its outcomes a few dozen at a time; one SELECT and one statement per kind of
     change keeps that cost flat (statement round trips, not rows, were the pass's bottleneck).

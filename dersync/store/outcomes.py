@@ -6,6 +6,7 @@ due; never synced without the exceptions and ids that came with the answer.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Sequence
@@ -74,34 +75,31 @@ async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[Record
 
 
 def _rounds(outcomes: Sequence[RecordOutcome]) -> list[list[RecordOutcome]]:
+    """An NMI's k-th outcome goes to round k."""
     rounds: list[list[RecordOutcome]] = []
-    seen: list[set[str]] = []
+    seen: Counter[str] = Counter()
     for outcome in outcomes:
-        index = next((i for i in range(len(seen) - 1, -1, -1) if outcome.nmi in seen[i]), -1) + 1
+        index = seen[outcome.nmi]
+        seen[outcome.nmi] += 1
         if index == len(rounds):
             rounds.append([])
-            seen.append(set())
         rounds[index].append(outcome)
-        seen[index].add(outcome.nmi)
     return rounds
 
 
 async def _update_records(connection: AsyncConnection, outcomes: Sequence[RecordOutcome], now: datetime) -> None:
     """One executemany UPDATE per shape of change (which columns a record's outcome sets)."""
-    shapes: dict[tuple[str, ...], list[dict[str, object]]] = {}
+    shapes: dict[tuple[bool, tuple[str, ...]], list[dict[str, object]]] = {}
     for outcome in outcomes:
         values = _record_values(outcome, now)
-        shapes.setdefault(tuple(sorted(values)), []).append(values)
-    for rows in shapes.values():
-        for row in rows:
-            row.pop("b_keep_attempt", None)
-    for columns, rows in shapes.items():
+        shapes.setdefault((outcome.state == "retry", tuple(sorted(values))), []).append(values)
+    for (still_due, columns), rows in shapes.items():
         sets: dict[str, object] = {c: bindparam(c, type_=der_record.c[c].type) for c in columns if not c.startswith("b_")}
         # If the input changed while we worked (revision moved on), the row stays due for the next pass.
         sets["due"] = case((der_record.c.revision == bindparam("b_revision"), bindparam("b_still_due", type_=Boolean)),
                            else_=true())
-        if "b_keep_attempt" not in columns:
-            sets["attempt_started_at"] = None
+        if not still_due:
+            sets["attempt_started_at"] = None  # the write's fate is known; a retry keeps the mark
         statement = update(der_record).where(der_record.c.nmi == bindparam("b_nmi")).values(sets)
         await connection.execute(statement, rows)
 
@@ -118,8 +116,6 @@ def _record_values(outcome: RecordOutcome, now: datetime) -> dict[str, object]:
         "last_attempt_at": now,
         "last_error": outcome.error,
     }
-    if still_due:
-        values["b_keep_attempt"] = True  # the write's fate is still unknown: keep the mark
     if state == "synced":
         values["last_synced_at"] = now
     if outcome.transaction_id:

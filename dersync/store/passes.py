@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,15 @@ from sqlalchemy import desc, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dersync.store.tables import sync_pass
+
+
+@dataclass
+class OpenPass:
+    """A pass in progress; its body sets `status` once it knows how it ended ("failed" until then)."""
+
+    id: int
+    status: str = "failed"
+    error: str | None = None
 
 
 #: Why a pass of the same kind found still "running" is closed when a new one starts.

@@ -28,13 +28,15 @@ class InputRow:
 
 
 @dataclass(frozen=True)
-class DueRecord:
-    """A record the next pass must look at, with what the store knows of it at AEMO."""
+class StoredRecord:
+    """A record as the passes read it: its content and what the store knows of it at AEMO
+    (the sync pass reads due ones, reconciliation every one with content)."""
 
     nmi: str
     nmi_details: str | None
     installation: str | None
     revision: int
+    due: bool
     sync_state: str
     nmi_synced_hash: str | None
     inst_synced_hash: str | None
@@ -45,7 +47,7 @@ class DueRecord:
     attempt_started_at: datetime | None
 
 
-_DUE_COLUMNS = [der_record.c[name] for name in DueRecord.__dataclass_fields__]
+COLUMNS = [der_record.c[name] for name in StoredRecord.__dataclass_fields__]
 
 
 async def upsert_inputs(connection: AsyncConnection, rows: Sequence[InputRow]) -> None:
@@ -110,9 +112,9 @@ async def nmi_batches(engine: AsyncEngine, columns: Sequence[Any], condition: An
         after = batch[-1].nmi  # type: ignore[attr-defined]
 
 
-def due_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[DueRecord]]:
+def due_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
     """Due records in NMI order, `batch_size` at a time."""
-    return nmi_batches(engine, _DUE_COLUMNS, der_record.c.due, batch_size, DueRecord)
+    return nmi_batches(engine, COLUMNS, der_record.c.due, batch_size, StoredRecord)
 
 
 async def mark_attempts(connection: AsyncConnection, nmis: Sequence[str], now: datetime) -> None:
@@ -133,12 +135,12 @@ async def mark_due(connection: AsyncConnection, nmis: Sequence[str], *, forget_s
     return result.rowcount or 0
 
 
-async def load_records(connection: AsyncConnection, nmis: Sequence[str]) -> list[DueRecord]:
+async def load_records(connection: AsyncConnection, nmis: Sequence[str]) -> list[StoredRecord]:
     """Fresh copies of chosen records (a retry round re-reads what it retries)."""
     result = await connection.execute(
-        select(*_DUE_COLUMNS).where(der_record.c.nmi.in_(nmis)).order_by(der_record.c.nmi)
+        select(*COLUMNS).where(der_record.c.nmi.in_(nmis)).order_by(der_record.c.nmi)
     )
-    return [DueRecord(**row._mapping) for row in result]
+    return [StoredRecord(**row._mapping) for row in result]
 
 
 async def count_due(connection: AsyncConnection) -> int:

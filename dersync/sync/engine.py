@@ -22,11 +22,11 @@ from typing import Any, Callable, Iterable, Sequence
 import structlog
 
 from dersync.aemo.client import AemoClient
-from dersync.aemo.responses import AemoResponse
 from dersync.errors import PayloadTooLarge, RetriableError
 from dersync.settings import Settings
-from dersync.store import DueRecord, Finding, IdMap, PartOutcome, RecordOutcome, Store
+from dersync.store import StoredRecord, Finding, IdMap, PartOutcome, RecordOutcome, Store
 from dersync.store.equipment import ids_from_installation
+from dersync.store.passes import OpenPass
 from dersync.sync import outcomes
 from dersync.sync.payload import missing_ids, with_aemo_ids
 from dersync.sync.plan import PartPlan, RecordPlan, plan_record
@@ -71,27 +71,21 @@ class SyncEngine:
         """Push every due record once; returns the counts. Fatal errors propagate."""
         summary = PassSummary(started=time.monotonic())
         requests_before = _request_counts(self.client)
-        pass_id = await self.store.start_pass("sync")
-        summary.due = await self.store.count_due()
-        log.info("sync.pass.started", pass_id=pass_id, due=summary.due)
-        status, error = "failed", None
-        try:
+
+        def finished(opened: OpenPass) -> dict[str, Any]:
+            summary.finish(_request_counts(self.client), requests_before)
+            log.info("sync.pass.finished", pass_id=opened.id, status=opened.status, **summary.as_dict())
+            return summary.as_dict()
+
+        async with self.store.recorded_pass("sync", finished) as opened:
+            summary.due = await self.store.count_due()
+            log.info("sync.pass.started", pass_id=opened.id, due=summary.due)
             async for batch in self.store.due_batches(self.settings.store_batch_size):
                 if self.stop.is_set():
                     break
                 await self._process(batch, summary)
             await self._retry_rounds(summary)
-            status = "interrupted" if self.stop.is_set() else "ok"
-        except asyncio.CancelledError:
-            status = "interrupted"
-            raise
-        except Exception as exc:
-            error = str(exc)
-            raise
-        finally:
-            summary.finish(_request_counts(self.client), requests_before)
-            await self.store.finish_pass(pass_id, status, summary.as_dict(), error)
-            log.info("sync.pass.finished", pass_id=pass_id, status=status, **summary.as_dict())
+            opened.status = "interrupted" if self.stop.is_set() else "ok"
         return summary
 
     async def _retry_rounds(self, summary: PassSummary) -> None:
@@ -111,19 +105,20 @@ class SyncEngine:
 
     # --- one batch -----------------------------------------------------------------------------
 
-    async def _process(self, batch: Sequence[DueRecord], summary: PassSummary, counted: bool = False) -> None:
+    async def _process(self, batch: Sequence[StoredRecord], summary: PassSummary, counted: bool = False) -> None:
         """Push one batch; whatever was learned is recorded even if the batch stops on an error."""
         try:
             await self._push_batch(batch, summary, counted)
         except BaseException:
+            waiting = len(self._unrecorded)
             try:
                 await self._flush(summary)
             except Exception as exc:  # the original error is the one to report
-                log.warning("sync.record.failed", records=len(self._unrecorded), error=str(exc))
+                log.warning("sync.record.failed", records=waiting, error=str(exc))
             raise
         await self._flush(summary)
 
-    async def _push_batch(self, batch: Sequence[DueRecord], summary: PassSummary, counted: bool) -> None:
+    async def _push_batch(self, batch: Sequence[StoredRecord], summary: PassSummary, counted: bool) -> None:
         plans = [plan_record(record, self.settings) for record in batch]
         if not counted:
             summary.records += len(plans)

@@ -12,7 +12,7 @@ from typing import Literal
 
 from dersync.models import LocalProblem, PartCheck, check_record
 from dersync.settings import Settings
-from dersync.store import DueRecord
+from dersync.store import StoredRecord
 
 Action = Literal["absent", "unchanged", "still_rejected", "invalid", "send"]
 
@@ -34,7 +34,7 @@ class PartPlan:
 
 @dataclass(frozen=True)
 class RecordPlan:
-    record: DueRecord
+    record: StoredRecord
     nmi_details: PartPlan
     installation: PartPlan
 
@@ -51,7 +51,7 @@ class RecordPlan:
         return (self.nmi_details, self.installation)
 
 
-def plan_record(record: DueRecord, settings: Settings) -> RecordPlan:
+def plan_record(record: StoredRecord, settings: Settings) -> RecordPlan:
     checked = check_record(
         record.nmi, record.nmi_details, record.installation,
         settings.enumerations, settings.max_payload_bytes,

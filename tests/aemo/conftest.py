@@ -39,17 +39,13 @@ async def sim(sim_options: dict[str, Any]) -> AsyncIterator[Simulator]:
 
 def build_settings(sim: Simulator, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
-        oauth_token_url=sim.oauth_token_url,
-        nmi_api_url=sim.nmi_api_url,
-        installation_api_url=sim.installation_api_url,
-        client_id="dersync-demo",
-        client_secret="demo-secret",
         participant_id=PARTICIPANT,
         retry_backoff_initial_seconds=0.001,
         retry_backoff_max_seconds=0.005,
         max_retries=3,
         request_timeout_seconds=5.0,
     )
+    values.update(sim.client_settings())
     values.update(overrides)
     return Settings(**values)
 

@@ -34,7 +34,7 @@ from dersync.mock.state import RegisterState
 from dersync.store import Store
 from dersync.store.equipment import ids_from_installation
 from dersync.store.tables import equipment_id
-from dersync.testing import free_port, http_get, load, nmi_for, read_back, record, wait_for
+from dersync.testing import as_environment, free_port, http_get, load, nmi_for, read_back, record, wait_for
 
 from tests.conftest import PARTICIPANT
 
@@ -185,13 +185,8 @@ class Cluster:
 async def cluster(database_url: str, simulator: Simulator, tmp_path: Path) -> AsyncIterator[Cluster]:
     env = {
         **os.environ,
+        **as_environment(simulator.client_settings()),
         "DERSYNC_DATABASE_URL": database_url,
-        "DERSYNC_OAUTH_TOKEN_URL": simulator.oauth_token_url,
-        "DERSYNC_NMI_API_URL": simulator.nmi_api_url,
-        "DERSYNC_INSTALLATION_API_URL": simulator.installation_api_url,
-        "DERSYNC_CLIENT_ID": simulator.config.client_id,
-        "DERSYNC_CLIENT_SECRET": simulator.config.client_secret,
-        "DERSYNC_PARTICIPANT_ID": PARTICIPANT,
         "DERSYNC_SYNC_INTERVAL_SECONDS": "0.5",
         "DERSYNC_FAILOVER_SECONDS": str(FAILOVER_SECONDS),
         "DERSYNC_CONCURRENCY": "4",

@@ -13,7 +13,7 @@ import pytest
 
 from dersync.mock import Simulator, SimulatorConfig
 from dersync.store import Store
-from dersync.testing import free_port, http_get, load, nmi_for, read_back, record, wait_for
+from dersync.testing import as_environment, free_port, http_get, load, nmi_for, read_back, record, wait_for
 
 from tests.conftest import PARTICIPANT
 
@@ -30,13 +30,8 @@ async def daemon(database_url: str, simulator: Simulator, tmp_path: Path) -> Asy
     port = free_port()
     env = {
         **os.environ,
+        **as_environment(simulator.client_settings()),
         "DERSYNC_DATABASE_URL": database_url,
-        "DERSYNC_OAUTH_TOKEN_URL": simulator.oauth_token_url,
-        "DERSYNC_NMI_API_URL": simulator.nmi_api_url,
-        "DERSYNC_INSTALLATION_API_URL": simulator.installation_api_url,
-        "DERSYNC_CLIENT_ID": simulator.config.client_id,
-        "DERSYNC_CLIENT_SECRET": simulator.config.client_secret,
-        "DERSYNC_PARTICIPANT_ID": PARTICIPANT,
         "DERSYNC_SYNC_INTERVAL_SECONDS": "0.5",
         "DERSYNC_ADMIN_BIND": f"127.0.0.1:{port}",
         "DERSYNC_LOG_FORMAT": "json",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dersync.store import Finding, InputRow, PartOutcome, RecordOutcome, Store
-from dersync.store.exceptions import sync_exceptions
+from dersync.store.exceptions import PartFindings, sync_many
 
 
 async def due(store: Store) -> list[tuple[str, int]]:
@@ -16,7 +16,7 @@ async def test_changes_make_records_due_and_identical_writes_do_not(store: Store
     """The change trigger marks a record due (and bumps its revision) only when its content
     changes, so an ETL rewriting identical rows causes no work."""
     await store.upsert_inputs([InputRow("8001000001", nmi_details='{"a": 1}')])
-    await store.record_outcome(RecordOutcome("8001000001", 1, [PartOutcome("nmi", "synced", "h")]))
+    await store.record_outcomes([RecordOutcome("8001000001", 1, [PartOutcome("nmi", "synced", "h")])])
     assert await due(store) == []
 
     await store.upsert_inputs([InputRow("8001000001", nmi_details='{"a": 1}')])
@@ -41,7 +41,7 @@ async def test_outcome_for_a_stale_read_leaves_the_record_due(store: Store) -> N
     [record] = await store.load_records(["8001000003"])
     await store.upsert_inputs([InputRow("8001000003", nmi_details='{"a": 2}')])
 
-    await store.record_outcome(RecordOutcome("8001000003", record.revision, [PartOutcome("nmi", "synced", "h1")]))
+    await store.record_outcomes([RecordOutcome("8001000003", record.revision, [PartOutcome("nmi", "synced", "h1")])])
 
     assert await due(store) == [("8001000003", 2)]
 
@@ -50,7 +50,7 @@ async def test_retry_outcome_keeps_the_record_due_and_unsynced(store: Store) -> 
     """A retriable failure never marks a record synced."""
     await store.upsert_inputs([InputRow("8001000004", nmi_details='{"a": 1}')])
     await store.mark_attempts(["8001000004"])
-    await store.record_outcome(RecordOutcome("8001000004", 1, [PartOutcome("nmi", "retry")]))
+    await store.record_outcomes([RecordOutcome("8001000004", 1, [PartOutcome("nmi", "retry")])])
     [record] = await store.load_records(["8001000004"])
     assert record.nmi_synced_hash is None and record.attempt_started_at is not None
     assert (await store.status())["records"]["retry"] == 1 and await due(store) == [("8001000004", 1)]
@@ -65,13 +65,13 @@ async def test_exceptions_are_recorded_once_and_resolved_when_gone(store: Store)
     async with store.transaction() as conn:
         from dersync.store import utcnow
 
-        await sync_exceptions(conn, "8001000005", "installation", {"first", "second"}, [first, second], utcnow())
-        await sync_exceptions(conn, "8001000005", "installation", {"first"}, [first], utcnow())
+        await sync_many(conn, [PartFindings("8001000005", "installation", frozenset({"first", "second"}), [first, second])], utcnow())
+        await sync_many(conn, [PartFindings("8001000005", "installation", frozenset({"first"}), [first])], utcnow())
     rows = await store.list_exceptions(open_only=True)
     assert sorted((r["level"], r["code"]) for r in rows) == [("first", "1006"), ("second", "2023")]
 
     async with store.transaction() as conn:
-        await sync_exceptions(conn, "8001000005", "installation", {"local", "schema", "first", "second"}, [], utcnow())
+        await sync_many(conn, [PartFindings("8001000005", "installation", frozenset({"local", "schema", "first", "second"}), [])], utcnow())
     assert await store.list_exceptions(open_only=True) == []
     assert len(await store.list_exceptions()) == 2
 

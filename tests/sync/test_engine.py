@@ -20,6 +20,20 @@ async def run_pass(settings: Settings, store: Store, **kwargs: Any) -> PassSumma
     return await sync_once(settings, store, **kwargs)
 
 
+async def not_resent_until_fixed_then_resolved(settings: Settings, store: Store, simulator: Simulator,
+                                               nmi: str) -> None:
+    """The rejected installation costs no request while unchanged; once fixed it reaches AEMO and
+    its exceptions are no longer open."""
+    before = api_requests(simulator.state)
+    await run_pass(settings, store)
+    assert api_requests(simulator.state) == before
+
+    await load(store, [{"installation": installation(nmi)}])
+    await run_pass(settings, store)
+    assert nmi in simulator.state.installations
+    assert await store.list_exceptions(open_only=True, nmi=nmi) == []
+
+
 async def test_first_pass_creates_nmi_then_installation(settings: Settings, store: Store, simulator: Simulator) -> None:
     """A new record becomes an NMI record and an installation at AEMO, with AEMO's ids remembered."""
     await load(store, [record(nmi_for(i)) for i in range(3)])
@@ -129,14 +143,7 @@ async def test_first_level_rejection_is_recorded_not_resent_and_resolved(
     assert [(r["level"], r["code"]) for r in rows] == [("first", "1006")]
     assert rows[0]["transactionId"]
 
-    before = api_requests(simulator.state)
-    await run_pass(settings, store)
-    assert api_requests(simulator.state) == before
-
-    await load(store, [{"installation": installation(nmi)}])
-    await run_pass(settings, store)
-    assert nmi in simulator.state.installations
-    assert await store.list_exceptions(open_only=True, nmi=nmi) == []
+    await not_resent_until_fixed_then_resolved(settings, store, simulator, nmi)
     resolved = await store.list_exceptions(nmi=nmi)
     assert [r["status"] for r in resolved] == ["resolved"]
 
@@ -159,14 +166,7 @@ async def test_schema_rejection_is_recorded_not_resent_and_resolved(
     assert rows[0]["transactionId"] and "comments" in rows[0]["detail"]
     assert nmi in simulator.state.nmis and nmi not in simulator.state.installations
 
-    before = api_requests(simulator.state)
-    await run_pass(settings, store)
-    assert api_requests(simulator.state) == before
-
-    await load(store, [{"installation": installation(nmi)}])
-    await run_pass(settings, store)
-    assert nmi in simulator.state.installations
-    assert await store.list_exceptions(open_only=True, nmi=nmi) == []
+    await not_resent_until_fixed_then_resolved(settings, store, simulator, nmi)
 
 
 async def test_second_level_exception_marks_conditional_and_resolves(
