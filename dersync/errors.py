@@ -73,3 +73,15 @@ class AmbiguousWriteError(RetriableError):
 class PayloadTooLarge(DersyncError):
     """A body over AEMO's 10 MB limit: caught before sending and reported, never sent."""
 
+
+
+class LeaseLost(DersyncError):
+    """This process may not send to AEMO (any more): its sender lease lapsed or was taken over.
+
+    Neither retriable nor fatal: the work stops where it is, what is known is recorded (the store
+    refuses it if another process already took over), and the records stay due for the holder.
+    """
+
+
+class SenderElsewhere(DersyncError):
+    """Another live dersync process holds the sender lease; only one may send to AEMO at a time."""

@@ -16,17 +16,18 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
-from dersync.store import drift, equipment, exceptions, passes, records
+from dersync.store import drift, equipment, exceptions, lease, passes, records
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.exceptions import Finding
+from dersync.store.lease import Fence, LeaseRow
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
 from dersync.store.records import ABSENT, InputRow, StoredRecord
 from dersync.store.tables import der_record
 
 __all__ = [
-    "ABSENT", "EquipmentId", "Finding", "IdMap", "InputRow", "PartOutcome", "RecordOutcome", "Store",
-    "StoredRecord", "utcnow",
+    "ABSENT", "EquipmentId", "Fence", "Finding", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome",
+    "Store", "StoredRecord", "utcnow",
 ]
 
 
@@ -82,6 +83,9 @@ class Store:
         except (OperationalError, DBAPIError) as exc:
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             raise StoreUnavailable(f"store {self.description} failed: {reason}") from None
+        except OSError as exc:
+            # asyncpg raises plain OSErrors (connection refused, reset) when it cannot connect.
+            raise StoreUnavailable(f"store {self.description} is unreachable: {exc.strerror or exc}") from None
 
     async def _stream(self, batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
         with self._unavailable_as_error():
@@ -113,16 +117,44 @@ class Store:
             return await records.mark_due(connection, nmis, forget_synced=forget_synced)
 
     # --- sync outcomes -------------------------------------------------------------------------
-    async def mark_attempts(self, nmis: Sequence[str]) -> None:
+    async def mark_attempts(self, nmis: Sequence[str], *, fence: Fence | None = None) -> None:
+        """Note that writes are about to go out; refused (`LeaseLost`) under a stale `fence`."""
         async with self.transaction() as connection:
+            if fence is not None:
+                await lease.check_fence(connection, fence)
             await records.mark_attempts(connection, nmis, utcnow())
 
-    async def record_outcomes(self, outcomes: Sequence[RecordOutcome]) -> None:
-        """Record outcomes in one transaction: all of them or, if the store fails, none."""
+    async def record_outcomes(self, outcomes: Sequence[RecordOutcome], *, fence: Fence | None = None) -> None:
+        """Record outcomes in one transaction: all of them or, if the store fails, none.
+
+        Under a `fence` that is no longer current (another process took over the sender lease)
+        nothing is written and `LeaseLost` is raised: the records stay due with their attempt
+        noted, and the new holder reads AEMO before writing them again.
+        """
         if not outcomes:
             return
         async with self.transaction() as connection:
+            if fence is not None:
+                await lease.check_fence(connection, fence)
             await record_outcomes(connection, outcomes, utcnow())
+
+    # --- the sender lease (dersync.leadership) -------------------------------------------------
+    async def read_lease(self) -> LeaseRow | None:
+        async with self.transaction() as connection:
+            return await lease.read(connection)
+
+    async def claim_lease(self, holder: str, seen: tuple[int, int] | None) -> int | None:
+        """The new generation if the lease was still as `seen` (None: absent), else None."""
+        async with self.transaction() as connection:
+            return await lease.claim(connection, holder, seen, utcnow())
+
+    async def renew_lease(self, fence: Fence) -> bool:
+        async with self.transaction() as connection:
+            return await lease.renew(connection, fence, utcnow())
+
+    async def release_lease(self, fence: Fence) -> bool:
+        async with self.transaction() as connection:
+            return await lease.release(connection, fence)
 
     async def load_ids(self, nmis: Sequence[str]) -> dict[str, IdMap]:
         async with self.transaction() as connection:

@@ -122,5 +122,15 @@ drift_finding = Table(
     Index("ix_drift_finding_nmi", "nmi"),
 )
 
+sender_lease = Table(
+    "sender_lease",
+    metadata,
+    Column("name", String(32), primary_key=True, comment="'sender': the right to send to AEMO"),
+    Column("holder", Text, comment="replica id of the holder; NULL once released"),
+    Column("generation", BigInteger, nullable=False, comment="bumped by every claim (the fencing token)"),
+    Column("renewal", BigInteger, nullable=False, comment="bumped by every renewal and the release"),
+    Column("renewed_at", DateTime(timezone=True), comment="database time of the last write (for people)"),
+)
+
 __all__ = ["metadata", "der_record", "equipment_id", "validation_exception", "sync_pass", "drift_finding",
-           "false"]
+           "sender_lease", "false"]

@@ -99,6 +99,7 @@ async def test_sqlite_store_from_before_0003_gets_the_usable_index_at_start(stor
     async with store.engine.begin() as connection:
         await connection.exec_driver_sql(f"DROP INDEX {INDEX}")
         await connection.exec_driver_sql(f"CREATE INDEX {INDEX} ON der_record (nmi) WHERE due")
+        await connection.exec_driver_sql("DROP TABLE sender_lease")  # created by 0004, after 0003
         await connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0002'")
     url = str(store.engine.url)
     await store.close()
@@ -109,6 +110,6 @@ async def test_sqlite_store_from_before_0003_gets_the_usable_index_at_start(stor
             sql = (await connection.exec_driver_sql(
                 f"SELECT sql FROM sqlite_master WHERE name = '{INDEX}'")).scalar_one()
             version = (await connection.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar_one()
-        assert sql.endswith("WHERE due = 1") and version == "0003", (sql, version)
+        assert sql.endswith("WHERE due = 1") and version == "0004", (sql, version)
     finally:
         await reopened.close()
