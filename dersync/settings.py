@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     reconcile_repair: bool = True
     admin_bind: str = "127.0.0.1:8080"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
-    failover_seconds: float = Field(default=30.0, gt=0)
+    failover_seconds: float = Field(default=30.0, ge=1)
 
     enumerations: Enumerations = Enumerations()
 

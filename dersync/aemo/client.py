@@ -10,6 +10,7 @@ request budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from dersync.settings import Settings
@@ -24,11 +25,14 @@ from .transport import Transport
 class AemoClient:
     """Owns a `TokenProvider`, a `Pacer` (unless given one) and a `Transport`."""
 
-    def __init__(self, settings: Settings, pacer: Pacer | None = None) -> None:
+    def __init__(self, settings: Settings, pacer: Pacer | None = None,
+                 guard: Callable[[], None] | None = None) -> None:
+        """`guard` (the sender lease's check) runs before every NMI and Installation API request;
+        token requests do not need it (a standby keeps its token fresh)."""
         self.settings = settings
         self.pacer = pacer if pacer is not None else Pacer(settings.rate_limit_per_minute)
         self.tokens = TokenProvider(settings)
-        self.transport = Transport(settings, self.tokens, self.pacer)
+        self.transport = Transport(settings, self.tokens, self.pacer, guard)
         self.nmi = NmiApi(self.transport)
         self.installation = InstallationApi(self.transport, settings.get_batch_size)
 

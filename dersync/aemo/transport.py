@@ -28,17 +28,20 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import random
+import socket
 import ssl
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 from urllib.parse import quote
 
 import aiohttp
 import structlog
 
+from dersync import __version__
 from dersync.errors import (
     AmbiguousWriteError,
     AuthError,
@@ -66,6 +69,8 @@ NOT_PROCESSED_STATUSES = frozenset({408, 429, 503})
 #: Transient, but a write may or may not have been applied.
 MAYBE_PROCESSED_STATUSES = frozenset({500, 502, 504})
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Names the sending process, so that AEMO support (and the simulator's log) can tell replicas apart.
+USER_AGENT = f"dersync/{__version__} ({socket.gethostname()}; pid {os.getpid()})"
 #: Upper bound on token refreshes within one request, whatever the cause of the 401s.
 MAX_TOKEN_REFRESHES_PER_REQUEST = 3
 
@@ -166,10 +171,14 @@ def quote_segment(value: str) -> str:
 class Transport:
     """One aiohttp session for both APIs; every attempt waits for the shared `Pacer`."""
 
-    def __init__(self, settings: Settings, tokens: TokenProvider, pacer: Pacer) -> None:
+    def __init__(self, settings: Settings, tokens: TokenProvider, pacer: Pacer,
+                 guard: Callable[[], None] | None = None) -> None:
+        """`guard` is called right before every request leaves, after its pacing wait: it raises
+        (`LeaseLost`) when this process may no longer send, so nothing goes out after a pause."""
         self.settings = settings
         self.tokens = tokens
         self.pacer = pacer
+        self._guard = guard
         self.stats = TransportStats()
         self._bases: dict[str, str] = {"nmi": settings.nmi_api_url, "installation": settings.installation_api_url}
         self._session: aiohttp.ClientSession | None = None
@@ -306,6 +315,8 @@ class Transport:
         started = time.monotonic()
         async with self._slots:
             await self.pacer.acquire()
+            if self._guard is not None:
+                self._guard()
             try:
                 async with self._session.request(method, url, data=body, params=params, headers=headers) as resp:
                     raw = await resp.read()
@@ -334,6 +345,7 @@ class Transport:
             "X-market": s.market,
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "User-Agent": USER_AGENT,
             **body_headers,
         }
         if s.api_key is not None:

@@ -25,8 +25,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from dersync.admin import AdminServer, Metrics
 from dersync.aemo.client import AemoClient
-from dersync.daemon.leader import Leadership, leadership_for
 from dersync.errors import AuthError, ConfigError, RetriableError
+from dersync.leadership import Leadership, LeaseTiming
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.sync import SyncEngine
@@ -57,39 +57,44 @@ class Service:
         self._install_signal_handlers()
         self.store = await Store.open(self.settings.database_url,
                                       busy_timeout_seconds=self.settings.sqlite_busy_timeout_seconds)
+        self.leadership = Leadership(self.store, LeaseTiming.for_failover(self.settings.failover_seconds))
         try:
             self.admin = AdminServer(self.settings.admin_host, self.settings.admin_port, self.metrics,
                                      self.readiness, self.status)
             await self.admin.start()
-            async with AemoClient(self.settings) as client:
+            # Every NMI and Installation API request first asks the sender lease (token requests
+            # do not: a standby keeps its token fresh so that it is ready to take over).
+            async with AemoClient(self.settings, guard=self.leadership.check) as client:
                 self.client = client
                 self.metrics.client = client
-                if not await self._first_token():
-                    return 0
-                self.leadership = leadership_for(self.settings, self.store)
-                await self.leadership.start()
-                scheduler = self._scheduler()
-                scheduler.start()
-                # A standby that takes over syncs at once: the dead leader may have stopped
-                # mid-pass, and the next scheduled pass may be an interval (minutes) away.
-                self.leadership.on_acquired = lambda: scheduler.modify_job(
-                    "sync", next_run_time=datetime.now(timezone.utc))
-                # A leader whose lock is gone stops its pass as on SIGTERM: requests in flight
-                # finish and are recorded, no further record is started.
-                self.leadership.on_lost = lambda: self.halt_pass.set()
-                log.info("daemon.ready", sync_interval_seconds=self.settings.sync_interval_seconds,
-                         reconcile_cron=self.settings.reconcile_cron, timezone=self.settings.timezone,
-                         admin=f"{self.settings.admin_host}:{self.admin.port}")
-                await self.stopping.wait()
-                scheduler.shutdown(wait=False)
-                await self._drain()
-                await self.leadership.stop()
+                if await self._first_token():
+                    await self._serve(self.leadership)
         finally:
+            await self.leadership.stop()  # after the drain: nothing is in flight any more
             if self.admin is not None:
                 await self.admin.stop()
             await self.store.close()
         log.info("daemon.stopped", uptime_seconds=round(time.monotonic() - self._started, 1), **self.totals)
         return 0
+
+    async def _serve(self, leadership: Leadership) -> None:
+        """Lead or stand by, run the schedules until asked to stop, then let work drain."""
+        await leadership.start()
+        scheduler = self._scheduler()
+        scheduler.start()
+        # A standby that takes over syncs at once: the old leader may have stopped mid-pass,
+        # and the next scheduled pass may be an interval (minutes) away.
+        leadership.on_acquired = lambda: scheduler.modify_job("sync", next_run_time=datetime.now(timezone.utc))
+        # A leader that lost the lease stops its pass as on SIGTERM: nothing more is sent (the
+        # transport's guard sees to that), answers in flight are recorded if the store takes them.
+        leadership.on_lost = lambda: self.halt_pass.set()
+        log.info("daemon.ready", sync_interval_seconds=self.settings.sync_interval_seconds,
+                 reconcile_cron=self.settings.reconcile_cron, timezone=self.settings.timezone,
+                 admin=f"{self.settings.admin_host}:{self.admin.port if self.admin else '?'}",
+                 replica=leadership.replica_id, role=leadership.role)
+        await self.stopping.wait()
+        scheduler.shutdown(wait=False)
+        await self._drain()
 
     def _check_configuration(self) -> None:
         problems = self.settings.problems_for_aemo()
@@ -152,7 +157,7 @@ class Service:
         async def job() -> None:
             if self.stopping.is_set():
                 return
-            if self.leadership is not None and not await self.leadership.is_leader():
+            if self.leadership is not None and not self.leadership.may_send():
                 return
             task = asyncio.current_task()
             assert task is not None
@@ -192,7 +197,7 @@ class Service:
         self.halt_pass = asyncio.Event()
         if self.stopping.is_set():
             self.halt_pass.set()
-        engine = SyncEngine(self.settings, self.store, self.client, stop=self.halt_pass)
+        engine = SyncEngine(self.settings, self.store, self.client, stop=self.halt_pass, leadership=self.leadership)
         summary = await engine.run_pass()
         self.token_ok = True
         self.totals["passes"] += 1
@@ -219,11 +224,14 @@ class Service:
             ready = False
             details["store"] = f"unavailable: {exc}"
         details["token"] = "ok" if self.token_ok else "none"
-        ready = ready and self.token_ok
+        # Until its first look at the sender lease a replica does not know its role: it is
+        # "starting" (not ready), never a "standby" that is about to lead.
+        role = self.leadership.role if self.leadership is not None else "starting"
+        ready = ready and self.token_ok and role != "starting"
+        details["role"] = role
         if self.leadership is not None:
-            details["role"] = "leader" if self.leadership.leading else "standby"
             details["replica"] = self.leadership.replica_id
-            self.metrics.leader.set(1 if self.leadership.leading else 0)
+        self.metrics.leader.set(1 if role == "leader" else 0)
         return ready, details
 
     async def status(self) -> dict[str, Any]:

@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 
 import structlog
 
-from dersync.errors import FatalError, RetriableError
+from dersync.errors import FatalError, LeaseLost, RetriableError
 from dersync.models import check_record
 from dersync.reconcile.compare import (
     compare_installation,
@@ -131,11 +131,16 @@ class Reconciler:
             report.pass_id = opened.id
             log.info("reconcile.pass.started", pass_id=opened.id, repair=self.repair, sweep=self.sweep,
                      nmi_details=self.deep_nmi)
-            await self._compare_all()
-            for filters in self.sweep:
-                if self.stop.is_set():
-                    break
-                await self._sweep(filters)
+            try:
+                await self._compare_all()
+                for filters in self.sweep:
+                    if self.stop.is_set():
+                        break
+                    await self._sweep(filters)
+            except LeaseLost as exc:
+                # Another process holds the sender lease now: nothing more is read from AEMO.
+                log.warning("reconcile.pass.lease_lost", pass_id=opened.id, error=str(exc))
+                self.stop.set()
             if self.stop.is_set():
                 opened.status = "interrupted"
             elif report.unread:

@@ -7,6 +7,8 @@ SQLAlchemy Core code runs on both; only connection set-up differs here.
 from __future__ import annotations
 
 import functools
+import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -26,6 +28,8 @@ SQLITE_BUSY_SECONDS = 30.0
 #: PostgreSQL advisory lock that serialises migrations between replicas ("DERSMIGR" in ASCII;
 #: not the leadership lock of dersync.daemon.leader).
 MIGRATION_LOCK_KEY = 0x444552534D494752
+#: How this process names itself to PostgreSQL (at most 63 characters are kept).
+APPLICATION_NAME = f"dersync {socket.gethostname()[:40]} pid {os.getpid()}"
 
 
 def make_engine(url: str, *, pool_size: int = 10,
@@ -53,7 +57,10 @@ def make_engine(url: str, *, pool_size: int = 10,
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout_seconds))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # The application name shows in pg_stat_activity which dersync process holds which session
+    # (the same host and pid as the User-Agent AEMO sees), for DBAs and the failover tests.
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                               connect_args={"server_settings": {"application_name": APPLICATION_NAME}})
 
 
 def _open_sqlite_file(url: str, database: str) -> None:

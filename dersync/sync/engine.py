@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterable, Sequence
 import structlog
 
 from dersync.aemo.client import AemoClient
-from dersync.errors import PayloadTooLarge, RetriableError
+from dersync.errors import LeaseLost, PayloadTooLarge, RetriableError
+from dersync.leadership import Leadership, LeaseTiming
 from dersync.settings import Settings
-from dersync.store import StoredRecord, Finding, IdMap, PartOutcome, RecordOutcome, Store
+from dersync.store import Fence, Finding, IdMap, PartOutcome, RecordOutcome, Store, StoredRecord
 from dersync.store.equipment import ids_from_installation
 from dersync.store.passes import OpenPass
 from dersync.sync import outcomes
@@ -56,13 +57,21 @@ class SyncEngine:
         progress: Progress | None = None,
         stop: asyncio.Event | None = None,
         retry_rounds: int = 2,
+        leadership: Leadership | None = None,
     ) -> None:
+        """`leadership` (the sender lease this process holds) is checked before every batch, and
+        its generation fences every write of sync state; without one (library use, tests) the
+        caller vouches that no other process sends."""
         self.settings = settings
         self.store = store
         self.client = client
         self.progress = progress
         self.stop = stop or asyncio.Event()
         self.retry_rounds = retry_rounds
+        self.leadership = leadership
+        #: The generation this pass sends under, fixed at its start: a pass never writes under
+        #: a later generation of the same process (another process may have led in between).
+        self._fence: Fence | None = None
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._unrecorded: list[RecordOutcome] = []
         self._recording = asyncio.Lock()
@@ -80,19 +89,34 @@ class SyncEngine:
         async with self.store.recorded_pass("sync", finished) as opened:
             summary.due = await self.store.count_due()
             log.info("sync.pass.started", pass_id=opened.id, due=summary.due)
+            if self.leadership is not None:
+                self._fence = self.leadership.fence
             async for batch in self.store.due_batches(self.settings.store_batch_size):
-                if self.stop.is_set():
+                if not self._may_go_on():
                     break
                 await self._process(batch, summary)
             await self._retry_rounds(summary)
             opened.status = "interrupted" if self.stop.is_set() else "ok"
         return summary
 
+    def _may_go_on(self) -> bool:
+        """Before each batch: not stopped, and still holding the lease the pass started under."""
+        if self.stop.is_set():
+            return False
+        if self.leadership is None:
+            return True
+        held = self.leadership.may_send() and self._fence == self.leadership.fence
+        if not held:
+            log.warning("sync.pass.lease_lost", replica=self.leadership.replica_id,
+                        generation=None if self._fence is None else self._fence.generation)
+            self.stop.set()
+        return held
+
     async def _retry_rounds(self, summary: PassSummary) -> None:
         delay = self.settings.retry_backoff_initial_seconds
         for _ in range(self.retry_rounds):
             pending = sorted(summary.take_retry())
-            if not pending or self.stop.is_set():
+            if not pending or not self._may_go_on():
                 summary.restore_retry(pending)
                 return
             # Give a struggling AEMO a moment before asking again (jittered, bounded).
@@ -109,6 +133,10 @@ class SyncEngine:
         """Push one batch; whatever was learned is recorded even if the batch stops on an error."""
         try:
             await self._push_batch(batch, summary, counted)
+        except LeaseLost as exc:
+            # Nothing more is sent; what was learned is recorded below if the store still takes it.
+            log.warning("sync.pass.lease_lost", error=str(exc))
+            self.stop.set()
         except BaseException:
             waiting = len(self._unrecorded)
             try:
@@ -133,7 +161,7 @@ class SyncEngine:
             for plan in loud:
                 await self._record(plan, [outcomes.retry_later(part) for part in plan.parts], summary)
             return
-        await self.store.mark_attempts([plan.nmi for plan in loud])
+        await self.store.mark_attempts([plan.nmi for plan in loud], fence=self._fence)
         try:
             async with asyncio.TaskGroup() as group:
                 for plan in loud:
@@ -215,6 +243,11 @@ class SyncEngine:
         except PayloadTooLarge as exc:
             finding = Finding(level="local", code="SIZE", detail=str(exc))
             return PartOutcome(part.part, "rejected", part.content_hash, outcomes.AFTER_LOCAL_CHECK, [finding])
+        except LeaseLost:
+            # Not sent (the lease is gone): the record stays due, its attempt mark kept, and the
+            # holder reads AEMO before writing it. Siblings in flight finish and are recorded.
+            self.stop.set()
+            return outcomes.retry_later(part)
         except RetriableError as exc:
             log.warning("sync.part.retry_later", part=part.part, error=str(exc), status=exc.status,
                         transactionId=exc.transaction_id)
@@ -236,9 +269,11 @@ class SyncEngine:
                 summary.count_write("nmi", "update", response)
         else:
             response = await api.create(payload)
-            if response.status in (409, 422) and view.nmi_at_aemo is None:
-                # Perhaps registered outside dersync: if AEMO holds it, update instead.
+            if response.status in (409, 422):
+                # A question before a rejection: registered outside dersync, or by an earlier
+                # attempt whose answer was lost? If AEMO holds it, update instead.
                 if (await api.get(plan.nmi)).status == 200:
+                    view.nmi_at_aemo = True
                     response = await api.update(plan.nmi, payload)
                     summary.count_write("nmi", "update", response)
                     return outcomes.from_response(part, response, sent=payload)
@@ -256,8 +291,25 @@ class SyncEngine:
                 summary.count_write("installation", "update", response)
                 return outcomes.from_response(part, response, sent=body)
         response = await api.create(payload)
+        if response.status in (409, 422) and (held := await self._held_installation(plan.nmi)) is not None:
+            # AEMO refused the create because it already holds the installation (registered
+            # outside dersync, or an earlier attempt landed unrecorded): update it instead, with
+            # AEMO's ids for the equipment it holds, rather than storing a false rejection.
+            view.inst_at_aemo = True
+            view.ids = {(e.nsp_connection_id, e.nsp_device_id): e.aemo_id for e in ids_from_installation(held)}
+            body = with_aemo_ids(payload, view.ids)
+            response = await api.update(plan.nmi, body)
+            summary.count_write("installation", "update", response)
+            return outcomes.from_response(part, response, sent=body)
         summary.count_write("installation", "create", response)
         return outcomes.from_response(part, response, sent=payload)
+
+    async def _held_installation(self, nmi: str) -> dict[str, Any] | None:
+        """AEMO's current installation for `nmi` (one GET), or None when it holds none."""
+        response = await self.client.installation.get(nmi)
+        if response.status == 200 and isinstance(response.data, dict):
+            return response.data
+        return None
 
     # --- recording -----------------------------------------------------------------------------
 
@@ -274,7 +326,14 @@ class SyncEngine:
         """Record what is waiting in one transaction, then count and log it as recorded."""
         async with self._recording:
             waiting, self._unrecorded = self._unrecorded, []
-            await self.store.record_outcomes(waiting)
+            try:
+                await self.store.record_outcomes(waiting, fence=self._fence)
+            except LeaseLost as exc:
+                # Another process leads now and owns these records: they stay due with their
+                # attempt noted, and it reads AEMO before writing them again.
+                log.warning("sync.outcomes.refused", records=len(waiting), reason=str(exc))
+                self.stop.set()
+                return
         for outcome in waiting:
             self._recorded(outcome, summary)
 
@@ -314,13 +373,20 @@ async def sync_once(
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
 ) -> PassSummary:
-    """Open a client, prove the credentials, and run one pass (the CLI's and demo's entry).
+    """Hold the sender lease, open a client, prove the credentials, and run one pass (the CLI's
+    and demo's entry). Raises `SenderElsewhere` when a live process (the daemon) holds the lease.
 
     Credentials are proved up front only when something is due: a pass over unchanged records
     costs AEMO nothing, not even a token.
     """
     settings.require_aemo()
-    async with AemoClient(settings) as client:
-        if await store.count_due() > 0:
-            await client.check_credentials()
-        return await SyncEngine(settings, store, client, progress=progress, stop=stop).run_pass()
+    leadership = Leadership(store, LeaseTiming.for_failover(settings.failover_seconds))
+    await leadership.acquire()
+    try:
+        async with AemoClient(settings, guard=leadership.check) as client:
+            if await store.count_due() > 0:
+                await client.check_credentials()
+            engine = SyncEngine(settings, store, client, progress=progress, stop=stop, leadership=leadership)
+            return await engine.run_pass()
+    finally:
+        await leadership.stop()

@@ -307,3 +307,39 @@ async def test_full_concurrency_pass_over_the_sample_mix_records_every_outcome(
     assert status["records"]["synced"] + status["records"]["rejected"] == 300
     report = await read_back(store, simulator.state)
     assert report.checked == status["records"]["synced"] and report.ok, report
+
+
+async def test_a_create_refused_because_aemo_already_holds_the_record_becomes_an_update(
+    settings: Settings, store: Store, simulator: Simulator
+) -> None:
+    """A record registered at AEMO by someone else (AEMO's portal, or a sender whose answer was
+    lost) between this pass's lookup and its create gets a refused create (422, already exists).
+    That is a question before a rejection: the pass reads AEMO's copy (one GET), updates it with
+    AEMO's equipment ids instead, and records the record synced with no false exception; nothing
+    is duplicated at AEMO."""
+    nmi = nmi_for(7)
+    item = record(nmi)
+    await load(store, [item])
+    state = simulator.state
+    lookup = state.query
+
+    def lookup_then_registered_elsewhere(*args: Any, **kwargs: Any) -> list[str]:
+        found = lookup(*args, **kwargs)
+        if nmi not in state.nmis:  # the portal registers the NMI and its installation right after
+            state.create_nmi(item["nmiDetails"])
+            state.create_installation(item["installation"], lambda _inst: ([], set(), set()))
+        return found
+
+    state.query = lookup_then_registered_elsewhere  # type: ignore[method-assign]
+    summary = await run_pass(settings, store)
+
+    refused = {route: state.count(route=route, status=422) for route in ("nmi_create", "installation_create")}
+    assert refused == {"nmi_create": 1, "installation_create": 1}
+    assert state.count(route="nmi_update", status=200) == 1 and state.count(route="installation_update", status=200) == 1
+    assert summary.nmi_updated == 1 and summary.installations_updated == 1 and summary.rejected_first == 0
+    assert await store.list_exceptions(open_only=True, nmi=nmi) == []
+    [stored] = await store.load_records([nmi])
+    assert stored.sync_state == "synced" and stored.inst_at_aemo is True
+    assert state.creates[nmi] == 1 and state.nmi_creates[nmi] == 1
+    report = await read_back(store, state)
+    assert report.ok and report.checked == 1, report
