@@ -546,6 +546,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await admin(request, sim)
     st.requests_total += 1
     txid = str(uuid.uuid4())
+    agent = request.headers.get("User-Agent", "")
     route, params = resolve(path)
     name = _route_name(route, method)
     api = route.api if route is not None else api_of(path)
@@ -562,12 +563,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         else:
             response = await token_endpoint(request, sim, txid)
         response.headers[TXID_HEADER] = txid
-        st.record_request(method, path, name, response.status, txid)
+        st.record_request(method, path, name, response.status, txid, agent)
         return response
 
     if api is None:  # outside every API: the gateway's 404
         reply = _not_found(txid, f"Resource not found: {path}")
-        st.record_request(method, path, name, reply.status, txid)
+        st.record_request(method, path, name, reply.status, txid, agent)
         return _respond(reply, txid)
 
     # 1. throttle ------------------------------------------------------------------------
@@ -585,7 +586,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         )
         if cfg.latency_seconds:
             await asyncio.sleep(cfg.latency_seconds)
-        st.record_request(method, path, name, 429, txid)
+        st.record_request(method, path, name, 429, txid, agent)
         return _respond(reply, txid)
     st.max_requests_in_any_window = max(st.max_requests_in_any_window, sim.throttle.max_in_window)
 
@@ -599,24 +600,24 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         detail = "Internal Server error" if status == 500 else "The API is not currently available"
         if cfg.latency_seconds:
             await asyncio.sleep(cfg.latency_seconds)
-        st.record_request(method, path, name, status, txid)
+        st.record_request(method, path, name, status, txid, agent)
         return _respond(error_reply(status, txid, _e(status, title, detail)), txid)
     if fault == "drop":
         with contextlib.suppress(Exception):
             await request.read()
-        st.record_request(method, path, name, 0, txid)
+        st.record_request(method, path, name, 0, txid, agent)
         return await _drop(request)
 
     # 3-7. the API proper --------------------------------------------------------------------
     reply = await handle_api(Ctx(request, sim, txid, params), route, name)
     if fault == "drop_after_apply":
-        st.record_request(method, path, name, 0, txid)
+        st.record_request(method, path, name, 0, txid, agent)
         return await _drop(request)
     if fault == "slow":  # applied, but the answer comes after the client has given up
         await asyncio.sleep(cfg.slow_fault_seconds)
     if cfg.latency_seconds:
         await asyncio.sleep(cfg.latency_seconds)
-    st.record_request(method, path, name, reply.status, txid)
+    st.record_request(method, path, name, reply.status, txid, agent)
     return _respond(reply, txid)
 
 

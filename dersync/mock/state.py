@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from .validation import SERVER_OWNED
 
@@ -36,6 +36,21 @@ Assessor = Callable[[dict[str, Any]], tuple[list[dict[str, Any]], set[int], set[
 FIRST_CONNECTION_ID = 100_001
 FIRST_DEVICE_ID = 500_001
 _MISSING = object()
+
+
+class Served(NamedTuple):
+    """One request as the simulator served it; `status` 0 means the connection was dropped.
+
+    `agent` is the client's User-Agent header, so that tests can tell which process sent what.
+    """
+
+    at: float  # the simulator's monotonic clock when it answered
+    method: str
+    path: str
+    route: str
+    status: int
+    transaction_id: str
+    agent: str
 
 
 class SimClock:
@@ -115,12 +130,12 @@ class RegisterState:
         self.token_issued_total = 0
         self.max_requests_in_any_window = 0
         self.faults: Counter[str] = Counter()
-        #: Recent (monotonic time, method, path, route_name, status, transactionId).
-        self.request_log: deque[tuple[float, str, str, str, int, str]] = deque(maxlen=20_000)
+        #: Recent requests, oldest first (see `Served`).
+        self.request_log: deque[Served] = deque(maxlen=20_000)
 
-    def record_request(self, method: str, path: str, route: str, status: int, txid: str) -> None:
+    def record_request(self, method: str, path: str, route: str, status: int, txid: str, agent: str = "") -> None:
         self.requests_by_route[(method, route, status)] += 1
-        self.request_log.append((self.clock.monotonic(), method, path, route, status, txid))
+        self.request_log.append(Served(self.clock.monotonic(), method, path, route, status, txid, agent))
 
     def count(self, route: str | None = None, status: int | None = None, method: str | None = None) -> int:
         """Sum of ``requests_by_route`` entries matching the given parts."""

@@ -13,8 +13,16 @@ import pytest
 
 from dersync.mock import Simulator, SimulatorConfig
 from dersync.store import Store
-from dersync.testing import as_environment, free_port, http_get, load, nmi_for, read_back, record, wait_for
-
+from dersync.testing import (
+    as_environment,
+    free_port,
+    http_get,
+    load,
+    nmi_for,
+    read_back,
+    record,
+    wait_for,
+)
 from tests.conftest import PARTICIPANT
 
 DEADLINE_SECONDS = 60
