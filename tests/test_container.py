@@ -537,3 +537,19 @@ async def test_image_builds_starts_as_non_root_passes_its_healthcheck_and_stops_
     stores = [p for volume in image.volumes for p in image.host(volume).iterdir()]
     assert stores, "the store was not created on the VOLUME"
     assert all(p.stat().st_uid == image.user.uid for p in stores), "the store is not owned by the service's user"
+
+
+def test_healthcheck_restarts_a_hung_replica_only_well_after_a_standby_took_over() -> None:
+    """The HEALTHCHECK is a liveness probe on /healthz (answered from the event loop, so a hung
+    process fails it), and it gives up only after at least twice the default failover setting:
+    a standby has long taken over (within DERSYNC_FAILOVER_SECONDS) before the hung replica is
+    declared unhealthy and restarted."""
+    from dersync.settings import Settings
+
+    healthcheck = parse_dockerfile(DOCKERFILE.read_text())[-1].last("HEALTHCHECK")
+    assert healthcheck is not None
+    options, probe = parse_healthcheck(healthcheck)
+    assert any("/healthz" in part for part in probe), probe
+    interval = seconds(options.get("interval", "30s"))
+    retries = int(options.get("retries", "3"))
+    assert interval is not None and interval * retries >= 2 * Settings.model_fields["failover_seconds"].default
