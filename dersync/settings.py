@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=5, ge=0, le=50)
     retry_backoff_initial_seconds: float = Field(default=0.5, gt=0)
     retry_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    retry_jitter: bool = True
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
     compress_requests: bool = True
     get_batch_size: int = Field(default=100, ge=1, le=100)

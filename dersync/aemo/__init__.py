@@ -8,7 +8,7 @@ from .auth import TokenProvider
 from .client import AemoClient
 from .installation_api import InstallationApi
 from .nmi_api import NmiApi
-from .pacing import Pacer, backoff_wait, parse_retry_after
+from .pacing import Pacer
 from .responses import AemoProblem, AemoResponse, parse_response
 from .transport import Transport, TransportStats, classify_status, encode_body
 
@@ -22,9 +22,7 @@ __all__ = [
     "TokenProvider",
     "Transport",
     "TransportStats",
-    "backoff_wait",
     "classify_status",
     "encode_body",
     "parse_response",
-    "parse_retry_after",
 ]

@@ -32,13 +32,12 @@ import structlog
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from dersync.errors import AuthError, ConfigError, FatalError, RetriesExhausted
 from dersync.logs import redact
+from dersync.retry import RetryPolicy, parse_retry_after
 from dersync.settings import Settings, is_loopback_host
 
-from .pacing import backoff_wait, parse_retry_after
 from .responses import decode_json, find_transaction_id
 
 log = structlog.get_logger("dersync.aemo")
@@ -131,34 +130,18 @@ class TokenProvider:
         return token
 
     async def _fetch_with_retries(self) -> tuple[str, float]:
-        settings = self._settings
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception_type(_EndpointUnavailable),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
+        policy = RetryPolicy.from_settings(self._settings)
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await asyncio.to_thread(self._fetch_blocking)
+            return await policy.run(lambda: asyncio.to_thread(self._fetch_blocking),
+                                    retry_on=(_EndpointUnavailable,), on_retry=_log_retry)
         except _EndpointUnavailable as exc:
+            attempts = (policy.retries or 0) + 1
             raise RetriesExhausted(
-                f"AEMO's OAuth endpoint issued no token after {settings.max_retries + 1} attempts: {exc.reason}",
+                f"AEMO's OAuth endpoint issued no token after {attempts} attempt{'s' if attempts > 1 else ''}: "
+                f"{exc.reason}",
                 status=exc.status,
                 retry_after=exc.retry_after,
             ) from None
-        raise AssertionError("unreachable: tenacity either returned or raised")  # pragma: no cover
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        return backoff_wait(
-            state.attempt_number,
-            initial=self._settings.retry_backoff_initial_seconds,
-            maximum=self._settings.retry_backoff_max_seconds,
-            retry_after=getattr(exc, "retry_after", None),
-        )
 
     # --- one blocking fetch (worker thread) -------------------------------------------------------
 
@@ -277,7 +260,6 @@ def _allow_plain_http_to_loopback(url: str) -> None:
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("aemo.token.retry", attempt=state.attempt_number, reason=getattr(exc, "reason", type(exc).__name__),
-                status=getattr(exc, "status", None))
+def _log_retry(retry: int, exc: BaseException, wait: float) -> None:
+    log.warning("aemo.token.retry", retry=retry, reason=getattr(exc, "reason", type(exc).__name__),
+                status=getattr(exc, "status", None), retry_in_seconds=round(wait, 3))

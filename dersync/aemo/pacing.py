@@ -1,7 +1,5 @@
-"""How fast to call AEMO, and how long to wait before trying again.
+"""How fast to call AEMO: the request budget shared by both APIs.
 
-Pacing
-------
 AEMO allows 6000 requests per minute across the DER Register APIs and answers 429 beyond it; the
 simulator (and possibly AEMO's gateway) counts over a *sliding* 60 s window. aiolimiter's
 `AsyncLimiter(max_rate, period)` is a leaky bucket whose burst equals `max_rate` and which starts
@@ -24,20 +22,11 @@ is 0.994 of P at 6000/min (and at least 0.98 of P for any P >= 64).
 
 The budget is per process; one `Pacer` must be shared by every client in the process (sync and
 reconciliation), which `AemoClient(settings, pacer=...)` allows.
-
-Retry waits
------------
-`backoff_wait` is exponential backoff with full jitter, preferring the server's `Retry-After`
-when it gave a usable one (`parse_retry_after`: 0, negative or unparseable values are no hint,
-the trap of an instant-retry loop on `Retry-After: 0`).
 """
 
 from __future__ import annotations
 
-import email.utils
 import math
-import random
-from datetime import datetime, timezone
 
 from aiolimiter import AsyncLimiter
 
@@ -83,60 +72,3 @@ class Pacer:
 
     def __repr__(self) -> str:
         return f"Pacer(per_minute={self.per_minute}, burst={self.burst:g}, rate={self.rate_per_second:.3f}/s)"
-
-
-# ------------------------------------------------------------------------------------ retry waits
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or HTTP date), else None.
-
-    0, negative, non-finite and unparseable values are "no hint": the caller falls back to its
-    own backoff rather than retrying at once.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = _seconds_until_http_date(text, now)
-        if seconds is None:
-            return None
-    if not math.isfinite(seconds) or seconds <= 0:
-        return None
-    return seconds
-
-
-def _seconds_until_http_date(text: str, now: datetime | None) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
-    return (when - now).total_seconds()
-
-
-def backoff_wait(
-    retry_number: int,
-    *,
-    initial: float,
-    maximum: float,
-    retry_after: float | None = None,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds to sleep before retry number `retry_number` (1 for the first retry).
-
-    A usable `Retry-After` is honoured, capped at `maximum` (the operator's ceiling on any one
-    wait, so a single header cannot stall a pass). Otherwise full jitter: uniform in
-    `[0, min(maximum, initial * 2 ** (retry_number - 1))]`, which spreads concurrent retries out
-    instead of synchronising them.
-    """
-    if retry_after is not None and retry_after > 0:
-        return min(retry_after, maximum)
-    ceiling = min(maximum, initial * 2 ** max(0, retry_number - 1))
-    return (rng or random).uniform(0, ceiling)

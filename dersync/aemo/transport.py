@@ -10,9 +10,9 @@ What each answer means for the caller (see `classify_status`):
   (a request caught by two expiries in a row still goes through); at most
   `MAX_TOKEN_REFRESHES_PER_REQUEST` refreshes per request whatever happens;
 * 403, 405, 411, 415 (and any other unexpected status): `FatalError`, never a loop;
-* 429, 408, 5xx, timeouts and dropped connections are *retriable*, with exponential backoff and
-  full jitter (`pacing.backoff_wait`), honouring `Retry-After`, at most `max_retries` times, then
-  `RetriesExhausted`.
+* 429, 408, 5xx, timeouts and dropped connections are *retriable*, waiting as dersync's one
+  retry policy says (`dersync.retry`: exponential backoff with jitter, `Retry-After` honoured,
+  at most `max_retries` times), then `RetriesExhausted`.
 
 Writes are not idempotent at AEMO (a repeated POST is a duplicate create; a PUT whose connection
 lacks a `connectionId` adds equipment). So a POST/PUT is retried only when it provably did not
@@ -29,7 +29,6 @@ import asyncio
 import gzip
 import json
 import os
-import random
 import socket
 import ssl
 import time
@@ -49,10 +48,11 @@ from dersync.errors import (
     PayloadTooLarge,
     RetriesExhausted,
 )
+from dersync.retry import RetryPolicy, parse_retry_after
 from dersync.settings import Settings
 
 from .auth import TokenProvider
-from .pacing import Pacer, backoff_wait, parse_retry_after
+from .pacing import Pacer
 from .responses import AemoResponse, parse_response
 
 log = structlog.get_logger("dersync.aemo")
@@ -185,7 +185,7 @@ class Transport:
         # In-flight requests never exceed the connection pool, so a request that passed the pacer
         # goes out at once instead of queueing for a connection (which would bunch requests up).
         self._slots = asyncio.Semaphore(settings.concurrency)
-        self._rng = random.Random()
+        self.retry_policy = RetryPolicy.from_settings(settings)
         # Tokens AEMO has accepted at least once (most recent last). A 401 for one of these means
         # it expired or was revoked, not that AEMO refuses our credentials.
         self._proven_tokens: deque[str] = deque(maxlen=8)
@@ -254,7 +254,7 @@ class Transport:
             self._raise_unless_retriable(result, progress, method, path)
             progress.retries += 1
             self.stats.retries += 1
-            await asyncio.sleep(self.retry_wait(progress.retries, result.retry_after))
+            await self.retry_policy.pause(progress.retries, retry_after=result.retry_after)
 
     async def _after_401(self, token: str, response: AemoResponse, progress: "_Progress", method: str,
                          path: str) -> None:
@@ -277,7 +277,7 @@ class Transport:
                 " read AEMO's state before writing again",
                 status=failure.status, transaction_id=failure.transaction_id,
             )
-        if progress.retries >= self.settings.max_retries:
+        if not self.retry_policy.may_retry(progress.retries):
             raise RetriesExhausted(
                 f"{method} {path} still failing after {progress.retries + 1} attempts ({failure.reason})",
                 status=failure.status, retry_after=failure.retry_after, transaction_id=failure.transaction_id,
@@ -286,16 +286,6 @@ class Transport:
     def _mark_proven(self, token: str) -> None:
         if token not in self._proven_tokens:
             self._proven_tokens.append(token)
-
-    def retry_wait(self, retry_number: int, retry_after: float | None) -> float:
-        """Seconds before retry `retry_number`, from the settings' backoff bounds."""
-        return backoff_wait(
-            retry_number,
-            initial=self.settings.retry_backoff_initial_seconds,
-            maximum=self.settings.retry_backoff_max_seconds,
-            retry_after=retry_after,
-            rng=self._rng,
-        )
 
     async def _attempt(
         self,

@@ -14,7 +14,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,7 @@ from dersync.admin import AdminServer, Metrics
 from dersync.aemo.client import AemoClient
 from dersync.errors import AuthError, ConfigError, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
+from dersync.retry import RetryPolicy, Stopped
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.sync import SyncEngine
@@ -47,6 +48,10 @@ class Service:
         self.admin: AdminServer | None = None
         self.token_ok = False
         self.totals: Counter[str] = Counter()
+        #: Until stopped: the daemon keeps trying (its first token, a failed sync pass).
+        self.retry_policy = RetryPolicy.from_settings(settings).with_retries(None)
+        self.scheduler: AsyncIOScheduler | None = None
+        self._sync_failures = 0
         self._jobs: set[asyncio.Task[Any]] = set()
         self._started = time.monotonic()
 
@@ -67,7 +72,7 @@ class Service:
             async with AemoClient(self.settings, guard=self.leadership.check) as client:
                 self.client = client
                 self.metrics.client = client
-                if await self._first_token():
+                if await self._first_token(client):
                     await self._serve(self.leadership)
         finally:
             await self.leadership.stop()  # after the drain: nothing is in flight any more
@@ -80,7 +85,7 @@ class Service:
     async def _serve(self, leadership: Leadership) -> None:
         """Lead or stand by, run the schedules until asked to stop, then let work drain."""
         await leadership.start()
-        scheduler = self._scheduler()
+        self.scheduler = scheduler = self._scheduler()
         scheduler.start()
         # A standby that takes over syncs at once: the old leader may have stopped mid-pass,
         # and the next scheduled pass may be an interval (minutes) away.
@@ -120,24 +125,20 @@ class Service:
             self.stopping.set()
             self.halt_pass.set()
 
-    async def _first_token(self) -> bool:
-        """Fetch a token before declaring readiness; refused credentials are fatal."""
-        delay = self.settings.retry_backoff_initial_seconds
-        while not self.stopping.is_set():
-            try:
-                await self.client.check_credentials()  # type: ignore[union-attr]
-                self.token_ok = True
-                return True
-            except AuthError:
-                raise
-            except RetriableError as exc:
-                log.warning("daemon.token.unavailable", error=str(exc), retry_in_seconds=delay)
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), timeout=delay)
-                except asyncio.TimeoutError:
-                    pass
-                delay = min(delay * 2, self.settings.retry_backoff_max_seconds)
-        return False
+    async def _first_token(self, client: AemoClient) -> bool:
+        """Fetch a token before declaring readiness, retrying (as the one retry policy says) until
+        stopped; refused credentials are fatal. False when stopped first."""
+
+        def unavailable(_retry: int, exc: BaseException, wait: float) -> None:
+            log.warning("daemon.token.unavailable", error=str(exc), retry_in_seconds=round(wait, 3))
+
+        try:
+            await self.retry_policy.run(client.check_credentials, retry_on=(RetriableError,), stop=self.stopping,
+                                        on_retry=unavailable)
+        except Stopped:
+            return False
+        self.token_ok = True
+        return True
 
     def _scheduler(self) -> AsyncIOScheduler:
         zone = ZoneInfo(self.settings.timezone)
@@ -166,6 +167,8 @@ class Service:
             try:
                 await body()
                 self.metrics.job_succeeded(name, time.time(), time.monotonic() - started)
+                if name == "sync":
+                    self._sync_failures = 0
             except AuthError as exc:
                 self.token_ok = False
                 log.error(f"daemon.{name}.failed", error=str(exc))
@@ -173,11 +176,26 @@ class Service:
                 log.warning(f"daemon.{name}.cancelled")
             except Exception as exc:  # noqa: BLE001 - logged; the next run tries again
                 log.error(f"daemon.{name}.failed", error=str(exc), error_type=type(exc).__name__)
+                if name == "sync":
+                    self._sync_again_soon()
             finally:
                 self._jobs.discard(task)
 
         job.__name__ = name
         return job
+
+    def _sync_again_soon(self) -> None:
+        """A pass that failed (the store or AEMO briefly away) is tried again as the retry policy
+        says, not an interval (minutes) later: the work resumes soon after the outage ends."""
+        if self.scheduler is None or self.stopping.is_set():
+            return
+        self._sync_failures += 1
+        wait = self.retry_policy.delay(self._sync_failures)
+        job = self.scheduler.get_job("sync")
+        soon = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        if job is not None and job.next_run_time is not None and job.next_run_time > soon:
+            self.scheduler.modify_job("sync", next_run_time=soon)
+            log.info("daemon.sync.retry_scheduled", retry=self._sync_failures, in_seconds=round(wait, 3))
 
     async def _drain(self) -> None:
         """Let in-flight jobs finish (they stop taking new records), then cancel what is left."""

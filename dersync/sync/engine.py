@@ -14,7 +14,6 @@ otherwise stay due for the next one; they are never marked synced.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -24,6 +23,7 @@ import structlog
 from dersync.aemo.client import AemoClient
 from dersync.errors import LeaseLost, PayloadTooLarge, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
+from dersync.retry import RetryPolicy
 from dersync.settings import Settings
 from dersync.store import Fence, Finding, IdMap, PartOutcome, RecordOutcome, Store, StoredRecord
 from dersync.store.equipment import ids_from_installation
@@ -113,15 +113,14 @@ class SyncEngine:
         return held
 
     async def _retry_rounds(self, summary: PassSummary) -> None:
-        delay = self.settings.retry_backoff_initial_seconds
-        for _ in range(self.retry_rounds):
+        """Records whose requests failed retriably get a few more rounds, waiting as the one
+        retry policy says between rounds (a struggling AEMO gets a moment); then they stay due."""
+        policy = RetryPolicy.from_settings(self.settings).with_retries(self.retry_rounds)
+        for round_ in range(1, self.retry_rounds + 1):
             pending = sorted(summary.take_retry())
-            if not pending or not self._may_go_on():
+            if not pending or not self._may_go_on() or not await policy.pause(round_, stop=self.stop):
                 summary.restore_retry(pending)
                 return
-            # Give a struggling AEMO a moment before asking again (jittered, bounded).
-            await asyncio.sleep(min(self.settings.retry_backoff_max_seconds, delay) * random.uniform(0.5, 1.0))
-            delay *= 4
             summary.retry_rounds += 1
             for start in range(0, len(pending), self.settings.store_batch_size):
                 chunk = pending[start : start + self.settings.store_batch_size]

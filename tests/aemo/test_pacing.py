@@ -1,4 +1,4 @@
-"""The Pacer's guarantees and the retry-wait arithmetic, without real time.
+"""The Pacer's guarantees, without real time.
 
 Pacing is measured on a virtual-clock event loop (see conftest): every acquisition is stamped
 with the loop's virtual time, and the stamps are counted over sliding windows. No sleeps, no
@@ -8,14 +8,11 @@ timing assertions; the real-time measurement against the simulator is a benchmar
 from __future__ import annotations
 
 import asyncio
-import random
 from bisect import bisect_right
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
 
 import pytest
 
-from dersync.aemo import AemoClient, Pacer, backoff_wait, parse_retry_after
+from dersync.aemo import AemoClient, Pacer
 from dersync.aemo.pacing import SEND_JITTER_SECONDS, pacing_parameters, worst_case_in_window
 from dersync.settings import Settings
 
@@ -108,56 +105,3 @@ async def test_one_pacer_is_shared_by_clients_given_it(settings: Settings) -> No
         await two.installation.get("8001000001")
     assert one.pacer is two.pacer is pacer
     assert pacer.acquired == 2
-
-
-# --- Retry-After and backoff -----------------------------------------------------------------------
-
-NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
-
-
-@pytest.mark.parametrize(
-    ("header", "expected"),
-    [
-        ("5", 5.0),
-        (" 2.5 ", 2.5),
-        ("0", None),
-        ("-3", None),
-        ("soon", None),
-        ("", None),
-        (None, None),
-        ("nan", None),
-        ("inf", None),
-        (format_datetime(NOW + timedelta(seconds=30), usegmt=True), 30.0),
-        (format_datetime(NOW - timedelta(seconds=30), usegmt=True), None),
-        ("Sun, 99 Foo 2026 25:61:00 GMT", None),
-    ],
-)
-def test_retry_after_accepts_seconds_and_http_dates_and_treats_the_rest_as_no_hint(
-    header: str | None, expected: float | None
-) -> None:
-    """Retry-After: delta-seconds or an HTTP date in the future is a hint; 0, negative, past or
-    unparseable values are no hint (falling back to backoff avoids an instant-retry loop)."""
-    assert parse_retry_after(header, now=NOW) == expected
-
-
-def test_backoff_is_full_jitter_exponential_and_capped() -> None:
-    """Without a hint, retry n waits uniformly in [0, min(max, initial * 2**(n-1))]."""
-    rng = random.Random(3)
-    for n in range(1, 12):
-        ceiling = min(8.0, 0.5 * 2 ** (n - 1))
-        waits = [backoff_wait(n, initial=0.5, maximum=8.0, rng=rng) for _ in range(200)]
-        assert all(0 <= w <= ceiling for w in waits)
-        assert max(waits) > ceiling / 2  # spread over the range, not pinned at zero
-
-
-@pytest.mark.parametrize(("hint", "expected"), [(3.0, 3.0), (60.0, 8.0)])
-def test_backoff_honours_retry_after_up_to_the_operators_ceiling(hint: float, expected: float) -> None:
-    """A usable Retry-After replaces the jittered wait, capped by retry_backoff_max_seconds."""
-    assert backoff_wait(1, initial=0.5, maximum=8.0, retry_after=hint) == expected
-
-
-@pytest.mark.parametrize("hint", [0.0, -1.0, None])
-def test_backoff_ignores_unusable_hints(hint: float | None) -> None:
-    """A zero or negative hint falls back to jittered backoff (never a wait above the ceiling)."""
-    rng = random.Random(1)
-    assert 0 <= backoff_wait(2, initial=0.5, maximum=8.0, retry_after=hint, rng=rng) <= 1.0

@@ -218,8 +218,10 @@ async def test_postgresql_restart_mid_pass_resumes_when_the_store_is_back(
     """PostgreSQL restarted in the middle of a pass (stopped for a few seconds, then started):
     nothing is sent without a valid lease meanwhile, the push resumes within the failover
     setting (plus a few seconds) of the store being back, by whichever replica then holds the
-    lease, and the work ends with everything at AEMO once."""
-    cluster = Cluster(cluster_environment(private_postgres.url, simulator), tmp_path)
+    lease, even with a sync interval of minutes, and the work ends with everything at AEMO once."""
+    environment = cluster_environment(private_postgres.url, simulator)
+    environment["DERSYNC_SYNC_INTERVAL_SECONDS"] = "120"  # resuming must not wait for the next interval
+    cluster = Cluster(environment, tmp_path)
     store = await Store.open(Settings(database_url=private_postgres.url).database_url)
     try:
         await load(store, [record(nmi_for(i)) for i in range(RECORDS)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -104,3 +105,40 @@ async def _status_is(url: str, expected: int) -> bool:
 
 async def _metrics_show(admin: str, line: str) -> bool:
     return line in (await http_get(admin + "/metrics"))[1]
+
+
+async def test_sigterm_while_waiting_for_the_first_token_stops_at_once_and_says_so(
+    database_url: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    """A daemon whose OAuth endpoint cannot be reached keeps trying (not ready) until stopped;
+    SIGTERM then ends the wait at once: no further token attempt after `daemon.stopping`, exit
+    0, and the `daemon.stopped` line the README promises."""
+    env = {
+        **os.environ,
+        **as_environment(simulator.client_settings()),
+        "DERSYNC_OAUTH_TOKEN_URL": f"http://127.0.0.1:{free_port()}/oauth/v1/token",  # nothing listens
+        "DERSYNC_DATABASE_URL": database_url,
+        "DERSYNC_ADMIN_BIND": f"127.0.0.1:{free_port()}",
+        "DERSYNC_LOG_FORMAT": "json",
+        "DERSYNC_RETRY_BACKOFF_INITIAL_SECONDS": "0.2",
+        "DERSYNC_RETRY_BACKOFF_MAX_SECONDS": "2",
+    }
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dersync", "run", env=env, cwd=tmp_path, stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT)
+    try:
+        await wait_for(lambda: '"aemo.token.retry"' in log_path.read_text(), "a failed token attempt")
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), timeout=DEADLINE_SECONDS)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    events = [json.loads(line)["event"] for line in log_path.read_text().splitlines() if line.startswith("{")]
+    assert code == 0
+    stopping = events.index("daemon.stopping")
+    assert "aemo.token.retry" not in events[stopping:], events[stopping:]
+    assert events[-1] == "daemon.stopped", events[-5:]
