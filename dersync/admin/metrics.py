@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
+from dersync.aemo.client import AemoClient
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -29,19 +31,19 @@ class _TransportCollector(Collector):
         retries = CounterMetricFamily("dersync_aemo_retries", "Requests retried after a retriable failure")
         refreshes = CounterMetricFamily("dersync_token_refreshes", "OAuth tokens fetched")
         if client is not None:
-            stats = client.transport.stats
-            for (api, method, status), count in sorted(stats.requests.items(), key=str):
+            stats = client.stats()
+            for (api, method, status), count in sorted(stats.requests_by.items(), key=str):
                 requests.add_metric([str(api), str(method), str(status)], count)
             throttled.add_metric([], stats.throttled)
             retries.add_metric([], stats.retries)
-            refreshes.add_metric([], client.tokens.refreshes)
+            refreshes.add_metric([], stats.token_refreshes)
         return [requests, throttled, retries, refreshes]
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.client: Any = None
+        self.client: AemoClient | None = None
         self.registry.register(_TransportCollector(self))
         self.records = Gauge("dersync_records", "Records in the store by sync state", ["state"], registry=self.registry)
         self.due = Gauge("dersync_records_due", "Records due for the next pass", registry=self.registry)

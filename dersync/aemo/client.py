@@ -10,7 +10,8 @@ request budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 
 from dersync.settings import Settings
@@ -20,6 +21,21 @@ from .installation_api import InstallationApi
 from .nmi_api import NmiApi
 from .pacing import Pacer
 from .transport import Transport
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """What the client has done so far (metrics and pass summaries read it, by difference)."""
+
+    #: (api, method, status) -> answers
+    requests_by: Mapping[tuple[str, str, int], int]
+    throttled: int
+    retries: int
+    token_refreshes: int
+
+    @property
+    def requests(self) -> int:
+        return sum(self.requests_by.values())
 
 
 class AemoClient:
@@ -47,6 +63,11 @@ class AemoClient:
         tb: TracebackType | None,
     ) -> None:
         await self.transport.close()
+
+    def stats(self) -> ClientStats:
+        transport = self.transport.stats
+        return ClientStats(requests_by=dict(transport.requests), throttled=transport.throttled,
+                           retries=transport.retries, token_refreshes=self.tokens.refreshes)
 
     async def check_credentials(self) -> None:
         """Fetch a token now, so bad credentials fail fast with `AuthError` before any work."""

@@ -10,7 +10,8 @@ ids back). `find` is the cheap existence check and reconciliation read: the batc
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 from dersync.errors import FatalError
 
@@ -75,20 +76,36 @@ class InstallationApi:
         page_size = int(params.pop("pageSize", DEFAULT_PAGE_SIZE))
         requested = set(chunk)
         found: dict[str, dict[str, Any]] = {}
-        seen_pages: dict[tuple[str, ...], int] = {}
-        page = 1
-        while True:
-            query = {**params, "nmi": ",".join(chunk), "pageSize": str(page_size), "page": str(page)}
-            response = await self._transport.request("installation", "GET", "/installation", params=query,
-                                                     operation="installation.find")
-            items = _page_items(response, page)
-            _refuse_repeated_page(items, page, seen_pages)
+        async for items in self._pages({**params, "nmi": ",".join(chunk)}, page_size, "installation.find"):
             for item in items:
                 nmi = str(item.get("nmi"))
                 if nmi in requested:
                     found[nmi] = item
-            if _last_page(response, items, page, page_size) or requested <= found.keys():
-                return found
+            if requested <= found.keys():
+                break
+        return found
+
+    def sweep(self, filters: Mapping[str, str], *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every installation matching `filters` (AEMO needs at least one: a stage, a type, a
+        commissioning date range), a page at a time: how reconciliation finds orphans without
+        knowing their NMIs. Raises `RepeatedPage` if AEMO's paging repeats itself."""
+        params = {k: str(v) for k, v in filters.items() if v is not None}
+        return self._pages(params, page_size, "installation.sweep")
+
+    async def _pages(self, params: Mapping[str, str], page_size: int,
+                     operation: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """`GET /installation?<params>` page by page, until a short page or AEMO's last."""
+        seen_pages: dict[tuple[str, ...], int] = {}
+        page = 1
+        while True:
+            query = {**params, "pageSize": str(page_size), "page": str(page)}
+            response = await self._transport.request("installation", "GET", "/installation", params=query,
+                                                     operation=operation)
+            items = _page_items(response, page)
+            _refuse_repeated_page(items, page, seen_pages)
+            yield items
+            if _last_page(response, items, page, page_size):
+                return
             page += 1
 
 
@@ -113,13 +130,17 @@ def _page_items(response: AemoResponse, page: int) -> list[dict[str, Any]]:
     return [item for item in data if isinstance(item, dict)]
 
 
+class RepeatedPage(FatalError):
+    """AEMO's paging answered a page identical to an earlier one: following it would loop."""
+
+
 def _refuse_repeated_page(items: list[dict[str, Any]], page: int, seen: dict[tuple[str, ...], int]) -> None:
     """An invariant: page N must not repeat an earlier page (it would otherwise loop for ever)."""
     if not items:
         return
     key = tuple(sorted(str(item.get("nmi")) for item in items))
     if key in seen:
-        raise FatalError(f"AEMO's installation lookup returned page {page} identical to page {seen[key]}; "
+        raise RepeatedPage(f"AEMO's installation lookup returned page {page} identical to page {seen[key]}; "
                          "refusing to loop")
     seen[key] = page
 

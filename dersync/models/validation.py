@@ -10,15 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from dersync.models.installation import SERVER_OWNED_FIELDS, Installation
 from dersync.models.nmi import SERVER_OWNED_NMI_FIELDS, NmiDetails
 from dersync.settings import Enumerations
-
-Part = Literal["nmi", "installation"]
+from dersync.vocabulary import Part
 
 
 @dataclass(frozen=True)
@@ -68,13 +67,13 @@ def check_record(
     details = (
         None
         if nmi_details_json is None
-        else _check_part("nmi", NmiDetails, nmi_details_json, nmi, context, max_payload_bytes,
+        else _check_part(Part.NMI, NmiDetails, nmi_details_json, nmi, context, max_payload_bytes,
                          SERVER_OWNED_NMI_FIELDS)
     )
     installation = (
         None
         if installation_json is None
-        else _check_part("installation", Installation, installation_json, nmi, context,
+        else _check_part(Part.INSTALLATION, Installation, installation_json, nmi, context,
                          max_payload_bytes, SERVER_OWNED_FIELDS)
     )
     return RecordCheck(nmi=nmi, nmi_details=details, installation=installation)

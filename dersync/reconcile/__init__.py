@@ -5,7 +5,7 @@ comparison in `compare`.
 """
 
 from dersync.reconcile.dry_run import plan_dry_run
-from dersync.reconcile.findings import KINDS, Finding, ReconcileReport
+from dersync.reconcile.findings import DriftFinding, ReconcileReport
 from dersync.reconcile.reconciler import reconcile
 
-__all__ = ["KINDS", "Finding", "ReconcileReport", "plan_dry_run", "reconcile"]
+__all__ = ["DriftFinding", "ReconcileReport", "plan_dry_run", "reconcile"]

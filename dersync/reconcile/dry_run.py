@@ -19,38 +19,42 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Mapping
 
+from dersync.aemo.client import AemoClient
+from dersync.aemo.responses import AemoResponse
 from dersync.reconcile.compare import compare_installation, compare_nmi_details
 from dersync.settings import Settings
 from dersync.store import Store
-from dersync.sync.plan import PartPlan, RecordPlan, plan_record
+from dersync.sync.plan import PartPlan, PartToSend, RecordPlan, plan_record
+from dersync.vocabulary import Action, Part
 
 #: How the plan's part actions read for an admin when no request is involved.
-_QUIET = {"absent": "absent", "unchanged": "unchanged", "still_rejected": "rejected", "invalid": "invalid"}
+_QUIET = {Action.ABSENT: "absent", Action.UNCHANGED: "unchanged", Action.STILL_REJECTED: "rejected",
+          Action.INVALID: "invalid"}
 
 
-async def plan_dry_run(settings: Settings, store: Store, client: Any) -> list[dict[str, Any]]:
+async def plan_dry_run(settings: Settings, store: Store, client: AemoClient) -> list[dict[str, Any]]:
     """One row per due record, in NMI order (read-only: GETs to AEMO, no writes anywhere)."""
     rows: list[dict[str, Any]] = []
     limit = asyncio.Semaphore(settings.concurrency)
     async for batch in store.due_batches(settings.store_batch_size):
         plans = [plan_record(record, settings) for record in batch]
-        inst_nmis = [p.nmi for p in plans if p.installation.action == "send"]
+        inst_nmis = [p.nmi for p in plans if isinstance(p.installation, PartToSend)]
         held = await client.installation.find(inst_nmis) if inst_nmis else {}
         ids = await store.load_ids([nmi for nmi in inst_nmis if nmi in held])
 
-        async def nmi_copy(nmi: str) -> Any:
+        async def nmi_copy(nmi: str) -> AemoResponse:
             async with limit:
                 return await client.nmi.get(nmi)
 
-        nmi_plans = [p for p in plans if p.nmi_details.action == "send"]
+        nmi_plans = [p for p in plans if isinstance(p.nmi_details, PartToSend)]
         answers = await asyncio.gather(*(nmi_copy(p.nmi) for p in nmi_plans))
-        nmi_held = {p.nmi: answer for p, answer in zip(nmi_plans, answers)}
+        nmi_held = {p.nmi: answer for p, answer in zip(nmi_plans, answers, strict=True)}
         for plan in plans:
             rows.append(_row(plan, held.get(plan.nmi), nmi_held.get(plan.nmi), ids.get(plan.nmi, {})))
     return rows
 
 
-def _row(plan: RecordPlan, installation: Mapping[str, Any] | None, nmi_answer: Any,
+def _row(plan: RecordPlan, installation: Mapping[str, Any] | None, nmi_answer: AemoResponse | None,
          ids: Mapping[tuple[str, str], int]) -> dict[str, Any]:
     diff: list[dict[str, Any]] = []
     requests: list[str] = []
@@ -70,11 +74,11 @@ def _row(plan: RecordPlan, installation: Mapping[str, Any] | None, nmi_answer: A
             "requests": requests, "diff": diff, "problems": problems}
 
 
-def _nmi_action(part: PartPlan, answer: Any, diff: list[dict[str, Any]], requests: list[str]) -> str:
-    if part.action != "send":
+def _nmi_action(part: PartPlan, answer: AemoResponse | None, diff: list[dict[str, Any]],
+                requests: list[str]) -> str:
+    if not isinstance(part, PartToSend):
         return _QUIET[part.action]
-    payload = part.check.payload if part.check else None
-    assert payload is not None
+    payload = part.payload
     if answer is None or answer.status == 404:
         requests.append("POST nmi-details")
         return "create"
@@ -83,20 +87,19 @@ def _nmi_action(part: PartPlan, answer: Any, diff: list[dict[str, Any]], request
         return "unknown"
     requests.append("PUT nmi-details")
     found = compare_nmi_details(payload, answer.data)
-    diff.extend({"part": "nmi", **d} for d in found)
+    diff.extend({"part": Part.NMI, **d} for d in found)
     return "update" if found else "unchanged"
 
 
 def _installation_action(part: PartPlan, held: Mapping[str, Any] | None, ids: Mapping[tuple[str, str], int],
                          diff: list[dict[str, Any]], requests: list[str]) -> str:
-    if part.action != "send":
+    if not isinstance(part, PartToSend):
         return _QUIET[part.action]
-    payload = part.check.payload if part.check else None
-    assert payload is not None
+    payload = part.payload
     if held is None:
         requests.append("POST installation")
         return "create"
     requests.append("PUT installation")
     found = compare_installation(payload, held, dict(ids))
-    diff.extend({"part": "installation", **d} for d in found)
+    diff.extend({"part": Part.INSTALLATION, **d} for d in found)
     return "update" if found else "unchanged"

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Kind = Literal["missing_at_aemo", "different_at_aemo", "orphan_at_aemo", "conditional_at_aemo"]
-Part = Literal["nmi", "installation"]
-KINDS: tuple[str, ...] = ("missing_at_aemo", "different_at_aemo", "orphan_at_aemo", "conditional_at_aemo")
+from dersync.vocabulary import DriftKind, Part
 
 
 @dataclass(frozen=True)
-class Finding:
+class DriftFinding:
     """One drift finding for one part of one NMI.
 
     `fields` lists the differences as `{"path", "store", "aemo"}` (paths in AEMO's spelling);
@@ -29,7 +27,7 @@ class Finding:
     """
 
     nmi: str
-    kind: Kind
+    kind: DriftKind
     part: Part
     fields: list[dict[str, Any]] = field(default_factory=list)
     detail: str = ""
@@ -55,12 +53,12 @@ class ReconcileReport:
     marked_due: int = 0
     requests: int = 0
     seconds: float = 0.0
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[DriftFinding] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
         found = Counter(f.kind for f in self.findings)
-        return {kind: found.get(kind, 0) for kind in KINDS}
+        return {kind.value: found.get(kind, 0) for kind in DriftKind}
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -27,8 +27,8 @@ NMI details but no installation, for which AEMO returns an installation; and (b)
 sweep by filter (`sweep=[{"installationStage": "Conditional"}]`): every installation AEMO returns
 whose NMI the store holds no installation for. Sweeping both stages (`Confirmed` and
 `Conditional`) covers every installation that has a stage, at about one request per 100
-installations at AEMO; pages are handled one at a time (flat memory). The client's `find` needs
-an NMI list, so the sweep pages `GET /installation?<filters>` through the client's transport.
+installations at AEMO; pages are handled one at a time (flat memory), through the Installation
+API's `sweep`.
 Orphans are only reported, never
 deleted or repaired: AEMO's API has no delete, and the store does not own them.
 
@@ -45,7 +45,9 @@ from typing import Any, Mapping, Sequence
 
 import structlog
 
-from dersync.errors import FatalError, LeaseLost, RetriableError
+from dersync.aemo.client import AemoClient
+from dersync.aemo.installation_api import RepeatedPage
+from dersync.errors import LeaseLost, RetriableError
 from dersync.models import check_record
 from dersync.reconcile.compare import (
     compare_installation,
@@ -53,17 +55,16 @@ from dersync.reconcile.compare import (
     conditional_equipment,
     repairable,
 )
-from dersync.reconcile.findings import Finding, ReconcileReport
+from dersync.reconcile.findings import DriftFinding, ReconcileReport
 from dersync.settings import Settings
 from dersync.store import Store, StoredRecord
 from dersync.store.passes import OpenPass
+from dersync.vocabulary import DriftKind, Part, PassKind, PassStatus
 
 log = structlog.get_logger("dersync.reconcile")
 
 #: Installations per page when sweeping by filter (AEMO allows 25, 50 or 100).
 SWEEP_PAGE_SIZE = 100
-#: A sweep never reads more pages than this (a misbehaving pager cannot loop for ever).
-MAX_SWEEP_PAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class Expected:
 async def reconcile(
     settings: Settings,
     store: Store,
-    client: Any,
+    client: AemoClient,
     *,
     repair: bool,
     sweep: Sequence[Mapping[str, str]] = (),
@@ -97,7 +98,7 @@ async def reconcile(
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, store: Store, client: Any, *, repair: bool,
+    def __init__(self, settings: Settings, store: Store, client: AemoClient, *, repair: bool,
                  sweep: Sequence[Mapping[str, str]] = (), nmi_details: bool = False,
                  stop: asyncio.Event | None = None) -> None:
         self.settings = settings
@@ -127,7 +128,7 @@ class Reconciler:
                      **report.as_dict())
             return report.as_dict()
 
-        async with self.store.recorded_pass("reconcile", finished) as opened:
+        async with self.store.recorded_pass(PassKind.RECONCILE, finished) as opened:
             report.pass_id = opened.id
             log.info("reconcile.pass.started", pass_id=opened.id, repair=self.repair, sweep=self.sweep,
                      nmi_details=self.deep_nmi)
@@ -142,11 +143,11 @@ class Reconciler:
                 log.warning("reconcile.pass.lease_lost", pass_id=opened.id, error=str(exc))
                 self.stop.set()
             if self.stop.is_set():
-                opened.status = "interrupted"
+                opened.status = PassStatus.INTERRUPTED
             elif report.unread:
                 opened.error = f"{report.unread} records could not be read at AEMO"
             else:
-                opened.status = "ok"
+                opened.status = PassStatus.OK
         return report
 
     async def _compare_all(self) -> None:
@@ -204,7 +205,7 @@ class Reconciler:
             log.warning("reconcile.lookup.failed", nmis=len(nmis), first=nmis[0], error=str(exc))
             return
         known_ids = await self.store.load_ids([e.nmi for e in expected if e.installation and e.nmi in held])
-        findings: list[Finding] = []
+        findings: list[DriftFinding] = []
         nmi_reads: list[Expected] = []
         for item in expected:
             found = held.get(item.nmi)
@@ -220,14 +221,14 @@ class Reconciler:
         await self._record(sorted(findings, key=lambda f: (f.nmi, f.part, f.kind)))
 
     def _installation_findings(self, item: Expected, held: Mapping[str, Any] | None,
-                               ids: Mapping[tuple[str, str], int]) -> list[Finding]:
+                               ids: Mapping[tuple[str, str], int]) -> list[DriftFinding]:
         if item.installation is None:
             if held is not None and not item.store_has_installation:
                 self._orphans.add(item.nmi)
                 return [_orphan(item.nmi, held, "the store holds NMI details but no installation for it")]
             return []
         if held is None:
-            return [Finding(item.nmi, "missing_at_aemo", "installation",
+            return [DriftFinding(item.nmi, DriftKind.MISSING_AT_AEMO, Part.INSTALLATION,
                             detail="AEMO holds no installation for this NMI", repairable=True)]
         findings = []
         diffs = compare_installation(item.installation, held, dict(ids))
@@ -237,16 +238,16 @@ class Reconciler:
             if not all(repairable(d) for d in diffs):
                 detail += ("; AEMO holds values or equipment the store does not send, which a push "
                            "cannot remove (AEMO's PUT updates or adds): resolve them with AEMO")
-            findings.append(Finding(item.nmi, "different_at_aemo", "installation", diffs, detail, fixable))
+            findings.append(DriftFinding(item.nmi, DriftKind.DIFFERENT_AT_AEMO, Part.INSTALLATION, diffs, detail, fixable))
         conditional = conditional_equipment(held)
         if conditional:
-            findings.append(Finding(
-                item.nmi, "conditional_at_aemo", "installation", conditional,
+            findings.append(DriftFinding(
+                item.nmi, DriftKind.CONDITIONAL_AT_AEMO, Part.INSTALLATION, conditional,
                 f"AEMO holds {len(conditional)} connection(s)/device(s) at stage Conditional (second-level "
                 f"validation); see `dersync exceptions list --level second --nmi {item.nmi}`"))
         return findings
 
-    async def _nmi_findings(self, item: Expected, unread: set[str]) -> list[Finding]:
+    async def _nmi_findings(self, item: Expected, unread: set[str]) -> list[DriftFinding]:
         assert item.nmi_details is not None
         async with self._limit:
             try:
@@ -256,7 +257,7 @@ class Reconciler:
                 unread.add(item.nmi)
                 return []
         if response.status == 404:
-            return [Finding(item.nmi, "missing_at_aemo", "nmi", detail="AEMO holds no NMI record for this NMI",
+            return [DriftFinding(item.nmi, DriftKind.MISSING_AT_AEMO, Part.NMI, detail="AEMO holds no NMI record for this NMI",
                             repairable=True)]
         if not response.ok or not isinstance(response.data, Mapping):
             log.warning("reconcile.nmi_lookup.unexpected", nmi=item.nmi, status=response.status,
@@ -266,51 +267,39 @@ class Reconciler:
         diffs = compare_nmi_details(item.nmi_details, response.data)
         if not diffs:
             return []
-        return [Finding(item.nmi, "different_at_aemo", "nmi", diffs, f"{len(diffs)} field(s) differ at AEMO",
+        return [DriftFinding(item.nmi, DriftKind.DIFFERENT_AT_AEMO, Part.NMI, diffs, f"{len(diffs)} field(s) differ at AEMO",
                         any(repairable(d) for d in diffs))]
 
     # --- sweeping for orphans ---------------------------------------------------------------------
 
     async def _sweep(self, filters: dict[str, str]) -> None:
-        """Page through `GET /installation?<filters>` (no NMI list), one page of 100 at a time."""
+        """Page through AEMO's installations matching `filters` (no NMI list), a page at a time."""
         described = "&".join(f"{k}={v}" for k, v in sorted(filters.items()))
-        page, previous = 1, None
-        while not self.stop.is_set():
-            query = {**filters, "pageSize": str(SWEEP_PAGE_SIZE), "page": str(page)}
-            try:
-                response = await self.client.transport.request("installation", "GET", "/installation",
-                                                               params=query, operation="installation.sweep")
-            except RetriableError as exc:
-                log.warning("reconcile.sweep.failed", filters=described, page=page, error=str(exc))
-                self.report.unread += 1
-                return
-            if response.status == 404:
-                return
-            if not response.ok:
-                problem = response.errors[0].detail if response.errors else None
-                raise FatalError(f"AEMO refused the sweep {described} (HTTP {response.status}): {problem}",
-                                 status=response.status, transaction_id=response.transaction_id)
-            data = response.data if isinstance(response.data, list) else [response.data] if response.data else []
-            held = {str(item["nmi"]): item for item in data if isinstance(item, dict) and item.get("nmi")}
-            if held and set(held) == previous:
-                log.warning("reconcile.sweep.repeated_page", filters=described, page=page)
-                return
-            previous = set(held)
-            self.report.swept += len(held)
-            chunk = sorted(nmi for nmi in held if nmi not in self._orphans)
-            known = await self.store.with_installation(chunk)
-            await self._record([
-                _orphan(nmi, held[nmi], f"found by sweeping {described}; the store holds no installation for it")
-                for nmi in chunk if nmi not in known
-            ])
-            self._orphans.update(nmi for nmi in chunk if nmi not in known)
-            if len(data) < SWEEP_PAGE_SIZE or page >= _total_pages(response):
-                return
-            page += 1
+        try:
+            async for page in self.client.installation.sweep(filters, page_size=SWEEP_PAGE_SIZE):
+                if self.stop.is_set():
+                    return
+                await self._orphans_on(page, described)
+        except RetriableError as exc:
+            log.warning("reconcile.sweep.failed", filters=described, error=str(exc))
+            self.report.unread += 1
+        except RepeatedPage as exc:
+            log.warning("reconcile.sweep.repeated_page", filters=described, error=str(exc))
+
+    async def _orphans_on(self, page: Sequence[Mapping[str, Any]], described: str) -> None:
+        held = {str(item["nmi"]): item for item in page if item.get("nmi")}
+        self.report.swept += len(held)
+        chunk = sorted(nmi for nmi in held if nmi not in self._orphans)
+        known = await self.store.with_installation(chunk)
+        await self._record([
+            _orphan(nmi, held[nmi], f"found by sweeping {described}; the store holds no installation for it")
+            for nmi in chunk if nmi not in known
+        ])
+        self._orphans.update(nmi for nmi in chunk if nmi not in known)
 
     # --- recording and repair ---------------------------------------------------------------------
 
-    async def _record(self, findings: Sequence[Finding]) -> None:
+    async def _record(self, findings: Sequence[DriftFinding]) -> None:
         if not findings:
             return
         assert self.report.pass_id is not None
@@ -321,18 +310,18 @@ class Reconciler:
                      fields=[d["path"] for d in finding.fields[:20]], repairable=finding.repairable)
         if not self.repair:
             return
-        for part in ("nmi", "installation"):
-            gone = sorted({f.nmi for f in findings if f.kind == "missing_at_aemo" and f.part == part})
+        for part in Part:
+            gone = sorted({f.nmi for f in findings if f.kind == DriftKind.MISSING_AT_AEMO and f.part == part})
             if gone:
                 await self.store.note_not_at_aemo(gone, part)
         due = sorted({f.nmi for f in findings
-                      if f.kind in ("missing_at_aemo", "different_at_aemo") and f.repairable})
+                      if f.kind in (DriftKind.MISSING_AT_AEMO, DriftKind.DIFFERENT_AT_AEMO) and f.repairable})
         if due:
             self.report.marked_due += await self.store.mark_due(due, forget_synced=True)
             log.info("reconcile.repair.marked_due", records=len(due))
 
 
-def _orphan(nmi: str, held: Mapping[str, Any], why: str) -> Finding:
+def _orphan(nmi: str, held: Mapping[str, Any], why: str) -> DriftFinding:
     connections = [c for c in held.get("acConnections") or [] if isinstance(c, Mapping)]
     fields = [
         {"path": f"acConnections[nspConnectionId={c.get('nspConnectionId')}]", "store": None,
@@ -340,28 +329,10 @@ def _orphan(nmi: str, held: Mapping[str, Any], why: str) -> Finding:
          | {"devices": len(c.get("devices") or [])}}
         for c in connections
     ]
-    return Finding(nmi, "orphan_at_aemo", "installation", fields,
+    return DriftFinding(nmi, DriftKind.ORPHAN_AT_AEMO, Part.INSTALLATION, fields,
                    f"AEMO holds an installation ({len(connections)} AC connection(s)) for this NMI: {why}; "
                    "reported only, never changed")
 
 
-def _total_pages(response: Any) -> int:
-    """AEMO's page count when it gives one (body `totalPages`/`totalRecords` or a header)."""
-    body = response.body if isinstance(response.body, dict) else {}
-    for key, per in (("totalPages", 1), ("totalRecords", SWEEP_PAGE_SIZE)):
-        try:
-            if body.get(key) is not None:
-                return -(-int(body[key]) // per)
-        except (TypeError, ValueError):
-            pass
-    for name, value in (response.headers or {}).items():
-        if name.lower() == "x-total-pages" and str(value).isdigit():
-            return int(value)
-    return MAX_SWEEP_PAGES
-
-
-def _requests(client: Any) -> int:
-    try:
-        return int(sum(client.transport.stats.requests.values()))
-    except AttributeError:
-        return 0
+def _requests(client: AemoClient) -> int:
+    return client.stats().requests

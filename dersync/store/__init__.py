@@ -16,18 +16,18 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
-from dersync.store import drift, equipment, exceptions, lease, passes, records
+from dersync.store import drift, equipment, lease, passes, records, validation_exceptions
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, writer
 from dersync.store.equipment import EquipmentId, IdMap
-from dersync.store.exceptions import Finding
+from dersync.store.validation_exceptions import ValidationException
 from dersync.store.lease import Fence, LeaseRow
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
 from dersync.store.records import ABSENT, InputRow, StoredRecord
 from dersync.store.tables import der_record
 
 __all__ = [
-    "ABSENT", "EquipmentId", "Fence", "Finding", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome",
-    "Store", "StoredRecord", "utcnow",
+    "ABSENT", "EquipmentId", "Fence", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome", "Store",
+    "StoredRecord", "ValidationException", "utcnow",
 ]
 
 
@@ -163,7 +163,7 @@ class Store:
     # --- admin views ---------------------------------------------------------------------------
     async def list_exceptions(self, **filters: Any) -> list[dict[str, Any]]:
         async with self.transaction() as connection:
-            return await exceptions.list_exceptions(connection, **filters)
+            return await validation_exceptions.list_exceptions(connection, **filters)
 
     async def status(self) -> dict[str, Any]:
         """Counts by sync state, open exceptions by level, and the last passes."""
@@ -177,7 +177,7 @@ class Store:
             return {
                 "records": by_state,
                 "due": due,
-                "open_exceptions": await exceptions.open_counts(connection),
+                "open_exceptions": await validation_exceptions.open_counts(connection),
                 "last_sync": await passes.last_pass(connection, "sync"),
                 "last_successful_sync": await passes.last_pass(connection, "sync", successful=True),
                 "last_reconcile": await passes.last_pass(connection, "reconcile"),

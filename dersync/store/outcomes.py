@@ -9,27 +9,25 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Sequence
+from collections.abc import Sequence
 
 from sqlalchemy import Boolean, bindparam, case, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dersync.store.equipment import EquipmentId, save_ids
-from dersync.store.exceptions import Finding, PartFindings, sync_many
+from dersync.store.validation_exceptions import PartExceptions, ValidationException, sync_many
 from dersync.store.tables import der_record
-
-Result = Literal["synced", "rejected", "retry", "unchanged", "absent"]
-
+from dersync.vocabulary import Level, Part, Result, SyncState
 
 @dataclass(frozen=True)
 class PartOutcome:
     """What became of one part (NMI details or installation) in this pass."""
 
-    part: Literal["nmi", "installation"]
+    part: Part
     result: Result
     content_hash: str | None = None
-    covered_levels: frozenset[str] = frozenset()
-    findings: Sequence[Finding] = ()
+    covered_levels: frozenset[Level] = frozenset()
+    exceptions: Sequence[ValidationException] = ()
     at_aemo: bool | None = None
     transaction_id: str | None = None
     equipment: Sequence[EquipmentId] | None = None
@@ -43,13 +41,13 @@ class RecordOutcome:
     error: str | None = None
 
     @property
-    def state(self) -> str:
+    def state(self) -> SyncState:
         results = {p.result for p in self.parts}
-        if "retry" in results:
-            return "retry"
-        if "rejected" in results:
-            return "rejected"
-        return "synced"
+        if Result.RETRY in results:
+            return SyncState.RETRY
+        if Result.REJECTED in results:
+            return SyncState.REJECTED
+        return SyncState.SYNCED
 
     @property
     def transaction_id(self) -> str | None:
@@ -57,8 +55,8 @@ class RecordOutcome:
         return ids[-1] if ids else None
 
 
-_HASH_COLUMNS = {"nmi": ("nmi_synced_hash", "nmi_rejected_hash", "nmi_at_aemo"),
-                 "installation": ("inst_synced_hash", "inst_rejected_hash", "inst_at_aemo")}
+_HASH_COLUMNS = {Part.NMI: ("nmi_synced_hash", "nmi_rejected_hash", "nmi_at_aemo"),
+                 Part.INSTALLATION: ("inst_synced_hash", "inst_rejected_hash", "inst_at_aemo")}
 
 
 async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[RecordOutcome], now: datetime) -> None:
@@ -68,7 +66,7 @@ async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[Record
     are applied in rounds in which each NMI appears once, in their original order.
     """
     for round_ in _rounds(outcomes):
-        await sync_many(connection, [PartFindings(o.nmi, p.part, frozenset(p.covered_levels), tuple(p.findings))
+        await sync_many(connection, [PartExceptions(o.nmi, p.part, frozenset(p.covered_levels), tuple(p.exceptions))
                                      for o in round_ for p in o.parts], now)
         await save_ids(connection, {o.nmi: p.equipment for o in round_ for p in o.parts if p.equipment})
         await _update_records(connection, round_, now)
@@ -92,7 +90,7 @@ async def _update_records(connection: AsyncConnection, outcomes: Sequence[Record
     shapes: dict[tuple[bool, tuple[str, ...]], list[dict[str, object]]] = {}
     for outcome in outcomes:
         values = _record_values(outcome, now)
-        shapes.setdefault((outcome.state == "retry", tuple(sorted(values))), []).append(values)
+        shapes.setdefault((outcome.state == SyncState.RETRY, tuple(sorted(values))), []).append(values)
     for (still_due, columns), rows in shapes.items():
         sets: dict[str, object] = {c: bindparam(c, type_=der_record.c[c].type) for c in columns if not c.startswith("b_")}
         # If the input changed while we worked (revision moved on), the row stays due for the next pass.
@@ -107,7 +105,7 @@ async def _update_records(connection: AsyncConnection, outcomes: Sequence[Record
 def _record_values(outcome: RecordOutcome, now: datetime) -> dict[str, object]:
     """The columns this outcome sets, as executemany parameters (`b_` keys steer the statement)."""
     state = outcome.state
-    still_due = state == "retry"
+    still_due = state == SyncState.RETRY
     values: dict[str, object] = {
         "b_nmi": outcome.nmi,
         "b_revision": outcome.revision,
@@ -116,16 +114,16 @@ def _record_values(outcome: RecordOutcome, now: datetime) -> dict[str, object]:
         "last_attempt_at": now,
         "last_error": outcome.error,
     }
-    if state == "synced":
+    if state == SyncState.SYNCED:
         values["last_synced_at"] = now
     if outcome.transaction_id:
         values["last_transaction_id"] = outcome.transaction_id
     for part in outcome.parts:
         synced_col, rejected_col, at_aemo_col = _HASH_COLUMNS[part.part]
-        if part.result == "synced":
+        if part.result == Result.SYNCED:
             values[synced_col] = part.content_hash
             values[rejected_col] = None
-        elif part.result == "rejected":
+        elif part.result == Result.REJECTED:
             values[rejected_col] = part.content_hash
         if part.at_aemo is not None:
             values[at_aemo_col] = part.at_aemo

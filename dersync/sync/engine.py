@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 import structlog
 
@@ -25,13 +26,14 @@ from dersync.errors import LeaseLost, PayloadTooLarge, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy
 from dersync.settings import Settings
-from dersync.store import Fence, Finding, IdMap, PartOutcome, RecordOutcome, Store, StoredRecord
+from dersync.store import Fence, IdMap, PartOutcome, RecordOutcome, Store, StoredRecord
 from dersync.store.equipment import ids_from_installation
 from dersync.store.passes import OpenPass
-from dersync.sync import outcomes
+from dersync.sync import answers
 from dersync.sync.payload import missing_ids, with_aemo_ids
-from dersync.sync.plan import PartPlan, RecordPlan, plan_record
+from dersync.sync.plan import PartNotSent, PartPlan, PartToSend, RecordPlan, plan_record
 from dersync.sync.summary import PassSummary
+from dersync.vocabulary import Part, PassKind, PassStatus, Result, SyncState
 
 log = structlog.get_logger("dersync.sync")
 
@@ -86,7 +88,7 @@ class SyncEngine:
             log.info("sync.pass.finished", pass_id=opened.id, status=opened.status, **summary.as_dict())
             return summary.as_dict()
 
-        async with self.store.recorded_pass("sync", finished) as opened:
+        async with self.store.recorded_pass(PassKind.SYNC, finished) as opened:
             summary.due = await self.store.count_due()
             log.info("sync.pass.started", pass_id=opened.id, due=summary.due)
             if self.leadership is not None:
@@ -96,7 +98,7 @@ class SyncEngine:
                     break
                 await self._process(batch, summary)
             await self._retry_rounds(summary)
-            opened.status = "interrupted" if self.stop.is_set() else "ok"
+            opened.status = PassStatus.INTERRUPTED if self.stop.is_set() else PassStatus.OK
         return summary
 
     def _may_go_on(self) -> bool:
@@ -151,14 +153,14 @@ class SyncEngine:
             summary.records += len(plans)
         for plan in plans:
             if not plan.sends:
-                await self._record(plan, [outcomes.without_http(part) for part in plan.parts], summary)
+                await self._record(plan, [answers.without_http(part) for part in plan.parts if isinstance(part, PartNotSent)], summary)
         loud = [plan for plan in plans if plan.sends]
         if not loud or self.stop.is_set():
             return
         views = await self._views(loud)
         if views is None:  # AEMO could not be read: nothing can be sent safely
             for plan in loud:
-                await self._record(plan, [outcomes.retry_later(part) for part in plan.parts], summary)
+                await self._record(plan, [answers.retry_later(part) for part in plan.parts], summary)
             return
         await self.store.mark_attempts([plan.nmi for plan in loud], fence=self._fence)
         try:
@@ -197,17 +199,14 @@ class SyncEngine:
 
     @staticmethod
     def _unsure(plan: RecordPlan, view: AemoView) -> bool:
-        record = plan.record
-        if record.attempt_started_at is not None:
+        if plan.record.attempt_started_at is not None:
             return True  # an earlier write may have landed without its outcome being recorded
-        if plan.nmi_details.action == "send" and view.nmi_at_aemo is not True:
+        if isinstance(plan.nmi_details, PartToSend) and view.nmi_at_aemo is not True:
             return True
-        if plan.installation.action != "send":
+        installation = plan.installation
+        if not isinstance(installation, PartToSend):
             return False
-        if view.inst_at_aemo is not True:
-            return True
-        payload = plan.installation.check.payload if plan.installation.check else None
-        return payload is not None and missing_ids(payload, view.ids)
+        return view.inst_at_aemo is not True or missing_ids(installation.payload, view.ids)
 
     # --- one record ----------------------------------------------------------------------------
 
@@ -221,40 +220,39 @@ class SyncEngine:
     async def _push(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> list[PartOutcome]:
         summary.sent += 1
         nmi_part = plan.nmi_details
-        if nmi_part.action == "send":
-            nmi_outcome = await self._attempt(nmi_part, lambda: self._send_nmi(plan, view, summary))
+        if isinstance(nmi_part, PartToSend):
+            nmi_outcome = await self._attempt(nmi_part, lambda: self._send_nmi(plan, nmi_part, view, summary))
         else:
-            nmi_outcome = outcomes.without_http(nmi_part)
-        if nmi_outcome.result == "synced":
+            nmi_outcome = answers.without_http(nmi_part)
+        if nmi_outcome.result == Result.SYNCED:
             view.nmi_at_aemo = True
         inst_part = plan.installation
-        if inst_part.action != "send":
-            return [nmi_outcome, outcomes.without_http(inst_part)]
-        if view.nmi_at_aemo is not True and nmi_outcome.result in ("rejected", "retry"):
-            waiting = outcomes.retry_later(inst_part) if nmi_outcome.result == "retry" else outcomes.blocked(inst_part, plan.nmi)
-            return [nmi_outcome, waiting]
-        inst_outcome = await self._attempt(inst_part, lambda: self._send_installation(plan, view, summary))
+        if not isinstance(inst_part, PartToSend):
+            return [nmi_outcome, answers.without_http(inst_part)]
+        if view.nmi_at_aemo is not True and nmi_outcome.result == Result.RETRY:
+            return [nmi_outcome, answers.retry_later(inst_part)]
+        if view.nmi_at_aemo is not True and nmi_outcome.result == Result.REJECTED:
+            return [nmi_outcome, answers.blocked(inst_part, plan.nmi)]
+        inst_outcome = await self._attempt(inst_part, lambda: self._send_installation(plan, inst_part, view, summary))
         return [nmi_outcome, inst_outcome]
 
-    async def _attempt(self, part: PartPlan, send: Callable[[], Any]) -> PartOutcome:
+    async def _attempt(self, part: PartToSend, send: Callable[[], Awaitable[PartOutcome]]) -> PartOutcome:
         try:
             return await send()
         except PayloadTooLarge as exc:
-            finding = Finding(level="local", code="SIZE", detail=str(exc))
-            return PartOutcome(part.part, "rejected", part.content_hash, outcomes.AFTER_LOCAL_CHECK, [finding])
+            return answers.too_large(part, str(exc))
         except LeaseLost:
             # Not sent (the lease is gone): the record stays due, its attempt mark kept, and the
             # holder reads AEMO before writing it. Siblings in flight finish and are recorded.
             self.stop.set()
-            return outcomes.retry_later(part)
+            return answers.retry_later(part)
         except RetriableError as exc:
             log.warning("sync.part.retry_later", part=part.part, error=str(exc), status=exc.status,
                         transactionId=exc.transaction_id)
-            return outcomes.retry_later(part)
+            return answers.retry_later(part)
 
-    async def _send_nmi(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> PartOutcome:
-        part = plan.nmi_details
-        payload = part.check.payload  # type: ignore[union-attr]
+    async def _send_nmi(self, plan: RecordPlan, part: PartToSend, view: AemoView, summary: PassSummary) -> PartOutcome:
+        payload = part.payload
         api = self.client.nmi
         if view.nmi_at_aemo is None and plan.record.attempt_started_at is not None:
             existing = await api.get(plan.nmi)
@@ -263,9 +261,9 @@ class SyncEngine:
             response = await api.update(plan.nmi, payload)
             if response.status == 404:
                 response = await api.create(payload)
-                summary.count_write("nmi", "create", response)
+                summary.count_write(Part.NMI, "create", response)
             else:
-                summary.count_write("nmi", "update", response)
+                summary.count_write(Part.NMI, "update", response)
         else:
             response = await api.create(payload)
             if response.status in (409, 422):
@@ -274,21 +272,21 @@ class SyncEngine:
                 if (await api.get(plan.nmi)).status == 200:
                     view.nmi_at_aemo = True
                     response = await api.update(plan.nmi, payload)
-                    summary.count_write("nmi", "update", response)
-                    return outcomes.from_response(part, response, sent=payload)
-            summary.count_write("nmi", "create", response)
-        return outcomes.from_response(part, response, sent=payload)
+                    summary.count_write(Part.NMI, "update", response)
+                    return answers.from_response(part, response, sent=payload)
+            summary.count_write(Part.NMI, "create", response)
+        return answers.from_response(part, response, sent=payload)
 
-    async def _send_installation(self, plan: RecordPlan, view: AemoView, summary: PassSummary) -> PartOutcome:
-        part = plan.installation
-        payload = part.check.payload  # type: ignore[union-attr]
+    async def _send_installation(self, plan: RecordPlan, part: PartToSend, view: AemoView,
+                                 summary: PassSummary) -> PartOutcome:
+        payload = part.payload
         api = self.client.installation
         if view.inst_at_aemo:
             body = with_aemo_ids(payload, view.ids)
             response = await api.update(plan.nmi, body)
             if response.status != 404:
-                summary.count_write("installation", "update", response)
-                return outcomes.from_response(part, response, sent=body)
+                summary.count_write(Part.INSTALLATION, "update", response)
+                return answers.from_response(part, response, sent=body)
         response = await api.create(payload)
         if response.status in (409, 422) and (held := await self._held_installation(plan.nmi)) is not None:
             # AEMO refused the create because it already holds the installation (registered
@@ -298,10 +296,10 @@ class SyncEngine:
             view.ids = {(e.nsp_connection_id, e.nsp_device_id): e.aemo_id for e in ids_from_installation(held)}
             body = with_aemo_ids(payload, view.ids)
             response = await api.update(plan.nmi, body)
-            summary.count_write("installation", "update", response)
-            return outcomes.from_response(part, response, sent=body)
-        summary.count_write("installation", "create", response)
-        return outcomes.from_response(part, response, sent=payload)
+            summary.count_write(Part.INSTALLATION, "update", response)
+            return answers.from_response(part, response, sent=body)
+        summary.count_write(Part.INSTALLATION, "create", response)
+        return answers.from_response(part, response, sent=payload)
 
     async def _held_installation(self, nmi: str) -> dict[str, Any] | None:
         """AEMO's current installation for `nmi` (one GET), or None when it holds none."""
@@ -338,13 +336,13 @@ class SyncEngine:
 
     def _recorded(self, outcome: RecordOutcome, summary: PassSummary) -> None:
         summary.count_outcome(outcome)
-        if outcome.state == "retry":
+        if outcome.state == SyncState.RETRY:
             summary.retry.add(outcome.nmi)
         else:
             summary.retry.discard(outcome.nmi)
-        if any(p.result not in ("absent", "unchanged") for p in outcome.parts):
+        if any(p.result not in (Result.ABSENT, Result.UNCHANGED) for p in outcome.parts):
             log.info("sync.record", nmi=outcome.nmi, state=outcome.state,
-                     parts={p.part: p.result for p in outcome.parts if p.result != "absent"},
+                     parts={p.part: p.result for p in outcome.parts if p.result != Result.ABSENT},
                      transactionId=outcome.transaction_id)
         if self.progress is not None:
             self.progress(summary.records_done, summary.due)
@@ -356,13 +354,9 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:  # type: ignore[ty
 
 
 def _request_counts(client: AemoClient) -> dict[str, int]:
-    stats = client.transport.stats
-    return {
-        "requests": sum(stats.requests.values()),
-        "throttled": int(stats.throttled),
-        "retries": int(stats.retries),
-        "token_refreshes": int(client.tokens.refreshes),
-    }
+    stats = client.stats()
+    return {"requests": stats.requests, "throttled": stats.throttled, "retries": stats.retries,
+            "token_refreshes": stats.token_refreshes}
 
 
 async def sync_once(

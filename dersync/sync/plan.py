@@ -1,25 +1,38 @@
 """Deciding, per record and part, what a pass must do, before any network call.
 
 The plan is pure: from what the store holds (content, hashes of what AEMO last accepted or
-rejected) and local validation, it says for each part: nothing to do, not sendable (local
-exceptions), or send. Unchanged content costs no HTTP at all.
+rejected) and local validation, it says for each part either that no request is needed (and
+why: absent, unchanged, still rejected, invalid) or that it goes out, with the payload to send.
+The two shapes are two types, so a part to send always carries its payload.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar
 
 from dersync.models import LocalProblem, PartCheck, check_record
 from dersync.settings import Settings
 from dersync.store import StoredRecord
-
-Action = Literal["absent", "unchanged", "still_rejected", "invalid", "send"]
+from dersync.vocabulary import Action, Part
 
 
 @dataclass(frozen=True)
-class PartPlan:
-    part: Literal["nmi", "installation"]
+class PartToSend:
+    """A part that goes to AEMO: its validated payload and the hash of its content."""
+
+    part: Part
+    payload: dict[str, Any]
+    content_hash: str
+    action: ClassVar[Action] = Action.SEND
+    problems: ClassVar[tuple[LocalProblem, ...]] = ()
+
+
+@dataclass(frozen=True)
+class PartNotSent:
+    """A part that needs no request, and why (`action`: absent, unchanged, still rejected, invalid)."""
+
+    part: Part
     action: Action
     check: PartCheck | None = None
 
@@ -30,6 +43,9 @@ class PartPlan:
     @property
     def content_hash(self) -> str | None:
         return None if self.check is None else self.check.content_hash
+
+
+PartPlan = PartToSend | PartNotSent
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,7 @@ class RecordPlan:
 
     @property
     def sends(self) -> bool:
-        return self.nmi_details.action == "send" or self.installation.action == "send"
+        return isinstance(self.nmi_details, PartToSend) or isinstance(self.installation, PartToSend)
 
     @property
     def parts(self) -> tuple[PartPlan, PartPlan]:
@@ -58,20 +74,19 @@ def plan_record(record: StoredRecord, settings: Settings) -> RecordPlan:
     )
     return RecordPlan(
         record=record,
-        nmi_details=_plan_part("nmi", checked.nmi_details, record.nmi_synced_hash, record.nmi_rejected_hash),
-        installation=_plan_part("installation", checked.installation, record.inst_synced_hash,
-                                record.inst_rejected_hash),
+        nmi_details=plan_part(Part.NMI, checked.nmi_details, record.nmi_synced_hash, record.nmi_rejected_hash),
+        installation=plan_part(Part.INSTALLATION, checked.installation, record.inst_synced_hash,
+                               record.inst_rejected_hash),
     )
 
 
-def _plan_part(part: Literal["nmi", "installation"], check: PartCheck | None,
-               synced_hash: str | None, rejected_hash: str | None) -> PartPlan:
+def plan_part(part: Part, check: PartCheck | None, synced_hash: str | None, rejected_hash: str | None) -> PartPlan:
     if check is None:
-        return PartPlan(part, "absent")
-    if not check.valid:
-        return PartPlan(part, "invalid", check)
+        return PartNotSent(part, Action.ABSENT)
+    if check.payload is None or check.content_hash is None or check.problems:
+        return PartNotSent(part, Action.INVALID, check)
     if check.content_hash == synced_hash:
-        return PartPlan(part, "unchanged", check)
+        return PartNotSent(part, Action.UNCHANGED, check)
     if check.content_hash == rejected_hash:
-        return PartPlan(part, "still_rejected", check)
-    return PartPlan(part, "send", check)
+        return PartNotSent(part, Action.STILL_REJECTED, check)
+    return PartToSend(part, check.payload, check.content_hash)

@@ -8,6 +8,7 @@ from typing import Any
 
 from dersync.aemo.responses import AemoResponse
 from dersync.store import RecordOutcome
+from dersync.vocabulary import Level, Part, Result, SyncState
 
 
 @dataclass
@@ -43,10 +44,10 @@ class PassSummary:
     seconds: float = 0.0
     retry: set[str] = field(default_factory=set, repr=False)
 
-    def count_write(self, part: str, operation: str, response: AemoResponse) -> None:
+    def count_write(self, part: Part, operation: str, response: AemoResponse) -> None:
         if not response.ok:
             return
-        prefix = "nmi" if part == "nmi" else "installations"
+        prefix = "nmi" if part == Part.NMI else "installations"
         verb = "created" if operation == "create" else "updated"
         setattr(self, verb, getattr(self, verb) + 1)
         key = f"{prefix}_{verb}"
@@ -55,20 +56,20 @@ class PassSummary:
     def count_outcome(self, outcome: RecordOutcome) -> None:
         if outcome.nmi not in self.retry:
             self.records_done += 1
-        results = {p.result for p in outcome.parts}
-        if results <= {"unchanged", "absent"}:
+        quiet = {p.result for p in outcome.parts} <= {Result.UNCHANGED, Result.ABSENT}
+        if quiet:
             self.unchanged += 1
-        levels = {f.level for p in outcome.parts for f in p.findings}
-        if outcome.state == "synced" and not results <= {"unchanged", "absent"}:
+        levels = {e.level for p in outcome.parts for e in p.exceptions}
+        if outcome.state == SyncState.SYNCED and not quiet:
             self.synced += 1
-        if outcome.state == "rejected":
-            if "first" in levels:
+        if outcome.state == SyncState.REJECTED:
+            if Level.FIRST in levels:
                 self.rejected_first += 1
-            elif "schema" in levels:
+            elif Level.SCHEMA in levels:
                 self.rejected_schema += 1
             else:
                 self.rejected_local += 1
-        if "second" in levels:
+        if Level.SECOND in levels:
             self.flagged_conditional += 1
 
     def take_retry(self) -> set[str]:

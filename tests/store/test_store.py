@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from dersync.store import Finding, InputRow, PartOutcome, RecordOutcome, Store
-from dersync.store.exceptions import PartFindings, sync_many
+from dersync.store import InputRow, ValidationException, PartOutcome, RecordOutcome, Store
+from dersync.store.validation_exceptions import PartExceptions, sync_many
 
 
 async def due(store: Store) -> list[tuple[str, int]]:
@@ -60,18 +60,18 @@ async def test_exceptions_are_recorded_once_and_resolved_when_gone(store: Store)
     """The same exception reported on two pushes is one open row; one that no longer appears in
     a push covering its level is resolved; levels the push could not see stay open."""
     await store.upsert_inputs([InputRow("8001000005", installation="{}")])
-    first = Finding(level="first", code="1006", detail="bad type", transaction_id="t1")
-    second = Finding(level="second", code="2023", detail="unknown model", nsp_connection_id="C1")
+    first = ValidationException(level="first", code="1006", detail="bad type", transaction_id="t1")
+    second = ValidationException(level="second", code="2023", detail="unknown model", nsp_connection_id="C1")
     async with store.transaction() as conn:
         from dersync.store import utcnow
 
-        await sync_many(conn, [PartFindings("8001000005", "installation", frozenset({"first", "second"}), [first, second])], utcnow())
-        await sync_many(conn, [PartFindings("8001000005", "installation", frozenset({"first"}), [first])], utcnow())
+        await sync_many(conn, [PartExceptions("8001000005", "installation", frozenset({"first", "second"}), [first, second])], utcnow())
+        await sync_many(conn, [PartExceptions("8001000005", "installation", frozenset({"first"}), [first])], utcnow())
     rows = await store.list_exceptions(open_only=True)
     assert sorted((r["level"], r["code"]) for r in rows) == [("first", "1006"), ("second", "2023")]
 
     async with store.transaction() as conn:
-        await sync_many(conn, [PartFindings("8001000005", "installation", frozenset({"local", "schema", "first", "second"}), [])], utcnow())
+        await sync_many(conn, [PartExceptions("8001000005", "installation", frozenset({"local", "schema", "first", "second"}), [])], utcnow())
     assert await store.list_exceptions(open_only=True) == []
     assert len(await store.list_exceptions()) == 2
 
@@ -85,8 +85,8 @@ async def test_outcomes_recorded_together_apply_in_order(store: Store) -> None:
     a, b, c = "8001000006", "8001000007", "8001000008"
     await store.upsert_inputs([InputRow(nmi, nmi_details="{}", installation="{}") for nmi in (a, b, c)])
     await store.mark_attempts([a, b, c])
-    flagged = Finding(level="second", code="2023", detail="unknown model", nsp_connection_id="C1")
-    refused = Finding(level="first", code="1006", detail="bad type", transaction_id="t2")
+    flagged = ValidationException(level="second", code="2023", detail="unknown model", nsp_connection_id="C1")
+    refused = ValidationException(level="first", code="1006", detail="bad type", transaction_id="t2")
     every_level = frozenset({"local", "schema", "first", "second"})
     await store.record_outcomes([
         RecordOutcome(a, 1, [PartOutcome("installation", "synced", "h1", every_level, [flagged],

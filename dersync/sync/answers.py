@@ -1,88 +1,93 @@
-"""Turning what AEMO answered (or what local validation found) into outcomes the store records.
+"""What AEMO's answers (and local validation) mean for a record: the outcome the store records.
 
-The validation levels and what each answer means for a record follow AEMO's documents:
-400 is a JSON-schema failure, 422 a first-level (business) failure, and a 200/201 carrying
-`exceptions` is a second-level finding on data AEMO accepted but marked Conditional.
+The validation levels and what each answer means follow AEMO's documents: 400 is a JSON-schema
+failure, 422 a first-level (business) failure, and a 200/201 carrying `exceptions` is a
+second-level finding on data AEMO accepted but marked Conditional.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from dersync.aemo.responses import AemoProblem, AemoResponse
-from dersync.store import Finding, PartOutcome
+from dersync.store import PartOutcome, ValidationException
 from dersync.store.equipment import ids_from_installation
-from dersync.sync.plan import PartPlan
-
-Part = Literal["nmi", "installation"]
+from dersync.sync.plan import PartNotSent, PartPlan, PartToSend
+from dersync.vocabulary import Action, Level, Part, Result
 
 #: Which open exceptions an answer can confirm or clear (anything it does not report is gone).
-AFTER_LOCAL_CHECK = frozenset({"local"})
-AFTER_REJECTION = frozenset({"local", "schema", "first"})
-AFTER_ACCEPTANCE = frozenset({"local", "schema", "first", "second"})
+AFTER_LOCAL_CHECK = frozenset({Level.LOCAL})
+AFTER_REJECTION = frozenset({Level.LOCAL, Level.SCHEMA, Level.FIRST})
+AFTER_ACCEPTANCE = frozenset(Level)
 
 
-def without_http(plan: PartPlan) -> PartOutcome:
+def without_http(plan: PartNotSent) -> PartOutcome:
     """Outcome of a part that needs no request: absent, unchanged, still rejected or invalid."""
-    if plan.action == "invalid":
-        findings = [
+    if plan.action == Action.INVALID:
+        exceptions = [
             # The detail names the field too: tables and alerts often show the detail alone.
-            Finding(level="local", code=problem.code, field=problem.field or None,
-                    detail=f"{problem.field}: {problem.message}" if problem.field else problem.message)
+            ValidationException(level=Level.LOCAL, code=problem.code, field=problem.field or None,
+                                detail=f"{problem.field}: {problem.message}" if problem.field else problem.message)
             for problem in plan.problems
         ]
-        return PartOutcome(plan.part, "rejected", plan.content_hash, AFTER_LOCAL_CHECK, findings)
-    if plan.action == "unchanged":
-        return PartOutcome(plan.part, "unchanged", plan.content_hash, AFTER_LOCAL_CHECK)
-    if plan.action == "still_rejected":
-        return PartOutcome(plan.part, "rejected", plan.content_hash, AFTER_LOCAL_CHECK)
-    return PartOutcome(plan.part, "absent")
+        return PartOutcome(plan.part, Result.REJECTED, plan.content_hash, AFTER_LOCAL_CHECK, exceptions)
+    if plan.action == Action.UNCHANGED:
+        return PartOutcome(plan.part, Result.UNCHANGED, plan.content_hash, AFTER_LOCAL_CHECK)
+    if plan.action == Action.STILL_REJECTED:
+        return PartOutcome(plan.part, Result.REJECTED, plan.content_hash, AFTER_LOCAL_CHECK)
+    return PartOutcome(plan.part, Result.ABSENT)
 
 
-def blocked(plan: PartPlan, nmi: str) -> PartOutcome:
+def too_large(plan: PartToSend, why: str) -> PartOutcome:
+    """The body grew past AEMO's limit on the way out (AEMO's ids added): never sent."""
+    exception = ValidationException(level=Level.LOCAL, code="SIZE", detail=why)
+    return PartOutcome(plan.part, Result.REJECTED, plan.content_hash, AFTER_LOCAL_CHECK, [exception])
+
+
+def blocked(plan: PartToSend, nmi: str) -> PartOutcome:
     """The installation cannot go before AEMO holds the NMI record it belongs to."""
-    finding = Finding(
-        level="local",
+    exception = ValidationException(
+        level=Level.LOCAL,
         code="NMI_NOT_REGISTERED",
         detail=f"installation not sent: AEMO holds no NMI record for {nmi} yet and this pass could not "
                "create it (see the NMI details exceptions)",
     )
     # No hash is kept as rejected: once the NMI details change, the installation goes again.
-    return PartOutcome(plan.part, "rejected", None, AFTER_LOCAL_CHECK, [finding])
+    return PartOutcome(plan.part, Result.REJECTED, None, AFTER_LOCAL_CHECK, [exception])
 
 
 def retry_later(plan: PartPlan) -> PartOutcome:
     """AEMO could not be reached or was busy: nothing is known, the record stays due."""
-    return PartOutcome(plan.part, "retry", None, AFTER_LOCAL_CHECK)
+    return PartOutcome(plan.part, Result.RETRY, None, AFTER_LOCAL_CHECK)
 
 
-def from_response(plan: PartPlan, response: AemoResponse, *, sent: dict[str, Any]) -> PartOutcome:
+def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, Any]) -> PartOutcome:
     """Map an answer AEMO gave to a write; `sent` is the body that went out."""
     transaction_id = response.transaction_id
     if response.ok:
         equipment = None
-        findings: list[Finding] = []
-        if plan.part == "installation":
+        exceptions: list[ValidationException] = []
+        if plan.part == Part.INSTALLATION:
             held = response.data if isinstance(response.data, dict) else {}
             equipment = ids_from_installation(held) or None
-            findings = [_finding("second", e, transaction_id, held or sent) for e in response.exceptions]
-        return PartOutcome(plan.part, "synced", plan.content_hash, AFTER_ACCEPTANCE, findings,
+            exceptions = [_exception(Level.SECOND, e, transaction_id, held or sent) for e in response.exceptions]
+        return PartOutcome(plan.part, Result.SYNCED, plan.content_hash, AFTER_ACCEPTANCE, exceptions,
                            at_aemo=True, transaction_id=transaction_id, equipment=equipment)
-    level = "first" if response.status in (409, 422) else "schema"
+    level = Level.FIRST if response.status in (409, 422) else Level.SCHEMA
     problems = response.errors or (
         AemoProblem(code=str(response.status), title=None, detail=f"AEMO answered HTTP {response.status}"),
     )
-    findings = [_finding(level, problem, transaction_id, sent) for problem in problems]
-    return PartOutcome(plan.part, "rejected", plan.content_hash, AFTER_REJECTION, findings,
+    exceptions = [_exception(level, problem, transaction_id, sent) for problem in problems]
+    return PartOutcome(plan.part, Result.REJECTED, plan.content_hash, AFTER_REJECTION, exceptions,
                        transaction_id=transaction_id)
 
 
-def _finding(level: str, problem: AemoProblem, transaction_id: str | None,
-             installation: dict[str, Any]) -> Finding:
+def _exception(level: Level, problem: AemoProblem, transaction_id: str | None,
+               installation: dict[str, Any]) -> ValidationException:
     nsp_connection, nsp_device = problem.nsp_connection_id, problem.nsp_device_id
     if nsp_connection is None and problem.connection_id is not None:
         nsp_connection, nsp_device = _nsp_ids(installation, problem.connection_id, problem.device_id)
-    return Finding(
+    return ValidationException(
         level=level,
         code=problem.code,
         title=problem.title,

@@ -1,4 +1,5 @@
-"""Validation exceptions: what AEMO (or local validation) said is wrong, kept until it goes away.
+"""Validation exceptions (AEMO's word, not Python's): what AEMO or local validation said is wrong
+about a record, kept until it goes away.
 
 An exception is identified by where it points (NMI, part, level, code, field, equipment), not
 by its wording, so a rejection repeated on every push is one open row whose `last_seen_at`
@@ -17,15 +18,15 @@ from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dersync.store.tables import validation_exception as vx
+from dersync.vocabulary import ExceptionStatus, Level
 
-LEVELS = ("local", "schema", "first", "second")
 
 
 @dataclass(frozen=True)
-class Finding:
-    """One exception as the engine observed it."""
+class ValidationException:
+    """One validation exception as a push (or local validation) reported it."""
 
-    level: str
+    level: Level
     code: str
     detail: str
     title: str | None = None
@@ -43,16 +44,16 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class PartFindings:
+class PartExceptions:
     """What one push of one part (NMI details or installation) said about it."""
 
     nmi: str
     part: str
     covered_levels: frozenset[str]
-    findings: Sequence[Finding]
+    exceptions: Sequence[ValidationException]
 
 
-async def sync_many(connection: AsyncConnection, items: Sequence[PartFindings], now: datetime) -> None:
+async def sync_many(connection: AsyncConnection, items: Sequence[PartValidationExceptions], now: datetime) -> None:
     """Make the open exceptions of each (nmi, part) at its covered levels equal to its findings,
     with a fixed number of statements whatever the count.
 
@@ -60,7 +61,7 @@ async def sync_many(connection: AsyncConnection, items: Sequence[PartFindings], 
     change keeps that cost flat (statement round trips, not rows, were the pass's bottleneck).
     Each (nmi, part) may appear once.
     """
-    items = [item for item in items if item.covered_levels or item.findings]
+    items = [item for item in items if item.covered_levels or item.exceptions]
     if not items:
         return
     existing = await _open_rows(connection, sorted({item.nmi for item in items}))
@@ -68,9 +69,9 @@ async def sync_many(connection: AsyncConnection, items: Sequence[PartFindings], 
     inserts: list[dict[str, Any]] = []
     stale: list[int] = []
     for item in items:
-        wanted: dict[tuple[str, ...], Finding] = {}
-        for finding in item.findings:
-            wanted.setdefault(finding.key(), finding)
+        wanted: dict[tuple[str, ...], ValidationException] = {}
+        for exception in item.exceptions:
+            wanted.setdefault(exception.key(), exception)
         levels = set(item.covered_levels) | {f.level for f in wanted.values()}
         candidates = {key: row_id for key, row_id in existing.get((item.nmi, item.part), {}).items()
                       if key[0] in levels}
@@ -78,7 +79,7 @@ async def sync_many(connection: AsyncConnection, items: Sequence[PartFindings], 
             if key in candidates:
                 updates.append({"b_id": candidates.pop(key), "last_seen_at": now, **_values(finding)})
             else:
-                inserts.append({"nmi": item.nmi, "part": item.part, "status": "open", "first_seen_at": now,
+                inserts.append({"nmi": item.nmi, "part": item.part, "status": ExceptionStatus.OPEN, "first_seen_at": now,
                                 "last_seen_at": now, **_values(finding)})
         stale.extend(row_id for key, row_id in candidates.items() if key[0] in item.covered_levels)
     if updates:
@@ -88,7 +89,7 @@ async def sync_many(connection: AsyncConnection, items: Sequence[PartFindings], 
         await connection.execute(vx.insert(), inserts)
     for start in range(0, len(stale), _IN_CHUNK):
         await connection.execute(update(vx).where(vx.c.id.in_(stale[start : start + _IN_CHUNK]))
-                                 .values(status="resolved", resolved_at=now))
+                                 .values(status=ExceptionStatus.RESOLVED, resolved_at=now))
 
 
 #: Ids per `IN (...)`: well inside SQLite's and asyncpg's limits on bound parameters.
@@ -96,13 +97,13 @@ _IN_CHUNK = 1000
 
 
 async def _open_rows(connection: AsyncConnection, nmis: Sequence[str]) -> dict[tuple[str, str], dict[tuple[str, ...], int]]:
-    """Open exceptions of these NMIs, by (nmi, part) and then by `Finding.key()`."""
+    """Open exceptions of these NMIs, by (nmi, part) and then by `ValidationException.key()`."""
     found: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
     for start in range(0, len(nmis), _IN_CHUNK):
         rows = await connection.execute(
             select(vx.c.id, vx.c.nmi, vx.c.part, vx.c.level, vx.c.code, vx.c.field, vx.c.nsp_connection_id,
                    vx.c.nsp_device_id)
-            .where(and_(vx.c.nmi.in_(nmis[start : start + _IN_CHUNK]), vx.c.status == "open"))
+            .where(and_(vx.c.nmi.in_(nmis[start : start + _IN_CHUNK]), vx.c.status == ExceptionStatus.OPEN))
         )
         for r in rows:
             key = (r.level, r.code, r.field or "", r.nsp_connection_id or "", r.nsp_device_id or "")
@@ -110,7 +111,7 @@ async def _open_rows(connection: AsyncConnection, nmis: Sequence[str]) -> dict[t
     return found
 
 
-def _values(finding: Finding) -> dict[str, Any]:
+def _values(finding: ValidationException) -> dict[str, Any]:
     return {
         "level": finding.level,
         "code": finding.code,
@@ -137,7 +138,7 @@ async def list_exceptions(
     """Exceptions as the CLI and admin surface show them (AEMO's field names)."""
     query = select(vx).order_by(vx.c.nmi, vx.c.id)
     if open_only:
-        query = query.where(vx.c.status == "open")
+        query = query.where(vx.c.status == ExceptionStatus.OPEN)
     if nmi:
         query = query.where(vx.c.nmi == nmi)
     if level:
@@ -177,8 +178,8 @@ def _iso(value: datetime | None) -> str | None:
 
 async def open_counts(connection: AsyncConnection) -> dict[str, int]:
     rows = await connection.execute(
-        select(vx.c.level, func.count()).where(vx.c.status == "open").group_by(vx.c.level)
+        select(vx.c.level, func.count()).where(vx.c.status == ExceptionStatus.OPEN).group_by(vx.c.level)
     )
-    counts = {level: 0 for level in LEVELS}
+    counts = {level.value: 0 for level in Level}
     counts.update({level: count for level, count in rows})
     return counts

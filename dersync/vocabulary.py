@@ -1,0 +1,88 @@
+"""The words dersync uses about its records, each defined once.
+
+They are `StrEnum`s: a member equals its string, so what the store holds, what JSON and CSV show
+and what scripts compare stays the plain word, while the code gets one definition that the type
+checker can hold every use to. CLI choices, counters and summaries are derived from these lists,
+so adding a word here is the whole change.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Part(StrEnum):
+    """The two parts of a record, one per AEMO API (the import line's `nmiDetails` and
+    `installation`)."""
+
+    NMI = "nmi"
+    INSTALLATION = "installation"
+
+
+class Level(StrEnum):
+    """Who found a validation exception, in the order a record meets them."""
+
+    LOCAL = "local"  # dersync, before sending: nothing was sent
+    SCHEMA = "schema"  # AEMO, HTTP 400 (JSON schema, code 1020): nothing stored
+    FIRST = "first"  # AEMO, HTTP 422 (first-level business rules, 1000-1999): nothing stored
+    SECOND = "second"  # AEMO, in a 200/201 (2023, 2024, 2040): stored at stage Conditional
+
+
+class Action(StrEnum):
+    """What a sync pass plans for one part, before any request."""
+
+    ABSENT = "absent"  # the store holds no such part
+    UNCHANGED = "unchanged"  # AEMO accepted exactly this content before
+    STILL_REJECTED = "still_rejected"  # AEMO rejected exactly this content before
+    INVALID = "invalid"  # local validation failed: not sendable
+    SEND = "send"
+
+
+class Result(StrEnum):
+    """What became of one part in a pass."""
+
+    SYNCED = "synced"
+    REJECTED = "rejected"
+    RETRY = "retry"  # AEMO could not be reached or was busy: nothing known, still due
+    UNCHANGED = "unchanged"
+    ABSENT = "absent"
+
+
+class SyncState(StrEnum):
+    """A record's state in the store (`der_record.sync_state`)."""
+
+    PENDING = "pending"  # never pushed, or made due again by reconciliation
+    SYNCED = "synced"
+    REJECTED = "rejected"
+    RETRY = "retry"
+
+
+class ExceptionStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class DriftKind(StrEnum):
+    """What a reconciliation can find between the store and AEMO's register."""
+
+    MISSING_AT_AEMO = "missing_at_aemo"
+    DIFFERENT_AT_AEMO = "different_at_aemo"
+    ORPHAN_AT_AEMO = "orphan_at_aemo"
+    CONDITIONAL_AT_AEMO = "conditional_at_aemo"
+
+
+class PassKind(StrEnum):
+    SYNC = "sync"
+    RECONCILE = "reconcile"
+
+
+class PassStatus(StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+def values(words: type[StrEnum]) -> list[str]:
+    """The plain words of a vocabulary, in definition order (CLI choices, table columns)."""
+    return [word.value for word in words]
