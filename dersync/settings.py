@@ -3,19 +3,30 @@
 Every setting can come from `config/dersync.toml` (or the file named by `DERSYNC_CONFIG`), and an
 environment variable `DERSYNC_<NAME>` overrides the file; a container's secrets directory is read
 last. Code below the CLI never reads the environment: it is handed a `Settings`.
+
+Every check of a setting's value is made here, while the settings are built, so that every
+command reports a bad setting the same way (one `DERSYNC_<NAME>: problem` line each) before it
+does any work: field validators check one setting, the model validator settings that are only
+meaningful together. What some commands need on top of valid settings (the AEMO credentials, for
+the commands that talk to AEMO) is `problems_for_aemo`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 import sys
+from collections.abc import Mapping
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,6 +41,9 @@ DEFAULT_CONFIG_FILE = Path("config/dersync.toml")
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 #: AEMO's documented payload limit (10 MB per request or response, compressed or not).
 MAX_PAYLOAD_BYTES = 10_000_000
+
+#: The error type of the model validator's problems; its context lists them (setting, problem).
+_TOGETHER = "dersync_settings_together"
 
 _config_file: ContextVar[Path | None] = ContextVar("dersync_config_file", default=None)
 
@@ -153,11 +167,33 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("oauth_token_url")
+    @classmethod
+    def _secret_never_in_clear_text(cls, value: str) -> str:
+        """The client secret travels to this URL: plain http would show it to anyone on the path.
+        Loopback is the exception, for the simulator (`dersync demo`, tests)."""
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname):
+            raise ValueError(f"refusing to send the client secret over plain http to {parts.hostname!r}; use https "
+                             "(plain http is allowed only on loopback, for the simulator)")
+        return value
+
     @field_validator("tls_client_cert", "tls_client_key", "tls_ca_bundle")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+    @field_validator("tls_ca_bundle")
+    @classmethod
+    def _usable_ca_bundle(cls, value: Path | None) -> Path | None:
+        """A bundle that is not PEM would otherwise surface as a TLS failure on the first request."""
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ValueError(f"{str(value)!r} holds no usable CA certificate ({_reason(exc)})") from None
         return value
 
     @field_validator("admin_bind")
@@ -167,6 +203,62 @@ class Settings(BaseSettings):
         if not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"must be HOST:PORT with a port up to 65535, got {value!r}")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        """The reconciliation schedule is read in this zone; an unknown name would stop the daemon
+        only when it builds its scheduler, and other commands would never notice."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Australia/Perth')") from None
+        return value
+
+    @field_validator("reconcile_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        """The expression APScheduler will run reconciliation on; one that never matches a date
+        (31 February) would silently never reconcile."""
+        from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+
+        try:
+            trigger = CronTrigger.from_crontab(value, timezone=UTC)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a crontab expression (minute hour day month weekday): {exc}") from None
+        if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+            raise ValueError(f"{value!r} never matches a date")
+        return value
+
+    @model_validator(mode="after")
+    def _settings_that_go_together(self) -> Settings:
+        """Checks of several settings at once. Pydantic runs this only when every field is valid,
+        so a missing file is reported once, by its field, and not again here."""
+        problems = self._tls_client_problems()
+        if problems:
+            summary = "; ".join(f"{name}: {problem}" for name, problem in problems)
+            raise PydanticCustomError(_TOGETHER, "{summary}", {"summary": summary, "problems": problems})
+        return self
+
+    def _tls_client_problems(self) -> list[tuple[str, str]]:
+        """The client certificate and its key: both or neither, and loadable together (PEM, an
+        unencrypted key that matches the certificate), found at start rather than at the first
+        TLS handshake."""
+        cert, key = self.tls_client_cert, self.tls_client_key
+        if cert is None and key is None:
+            return []
+        both = "set both (the client certificate and its key) or neither"
+        if key is None:
+            return [("tls_client_cert", f"is set without {ENV_PREFIX}TLS_CLIENT_KEY: {both}")]
+        if cert is None:
+            return [("tls_client_key", f"is set without {ENV_PREFIX}TLS_CLIENT_CERT: {both}")]
+        try:
+            ssl.create_default_context().load_cert_chain(str(cert), str(key), password=lambda: b"")
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            return [("tls_client_cert", f"cannot load {str(cert)!r} with the key {str(key)!r} "
+                                        f"({ENV_PREFIX}TLS_CLIENT_KEY) as a PEM certificate and unencrypted key "
+                                        f"({_reason(exc)})")]
+        return []
 
     @classmethod
     def settings_customise_sources(
@@ -209,7 +301,8 @@ class Settings(BaseSettings):
         return "console" if sys.stdout.isatty() else "json"
 
     def problems_for_aemo(self) -> list[str]:
-        """What is missing before the service may talk to AEMO, one line per problem."""
+        """What is missing before a command may talk to AEMO, one line per problem. Not part of
+        validation: the commands that only use the store need no credentials."""
         problems = []
         if not self.client_id:
             problems.append(f"{ENV_PREFIX}CLIENT_ID is not set (the API key from AEMO's API portal)")
@@ -217,41 +310,6 @@ class Settings(BaseSettings):
             problems.append(f"{ENV_PREFIX}CLIENT_SECRET is not set (the API secret from AEMO's API portal)")
         if not self.participant_id:
             problems.append(f"{ENV_PREFIX}PARTICIPANT_ID is not set (sent as X-initiatingParticipantID)")
-        token_url = urlsplit(self.oauth_token_url)
-        if token_url.scheme != "https" and not is_loopback_host(token_url.hostname):
-            problems.append(
-                f"{ENV_PREFIX}OAUTH_TOKEN_URL: refusing to send the client secret over plain http to "
-                f"{token_url.hostname!r}; use https (plain http is allowed only on loopback, for the simulator)"
-            )
-        if (self.tls_client_cert is None) != (self.tls_client_key is None):
-            problems.append(
-                f"{ENV_PREFIX}TLS_CLIENT_CERT and {ENV_PREFIX}TLS_CLIENT_KEY must be set together"
-            )
-        return problems + self._tls_problems()
-
-    def _tls_problems(self) -> list[str]:
-        """TLS files that exist but cannot be used (not PEM, an encrypted key, a key that does not
-        match the certificate): found at start, like every other configuration problem."""
-        import ssl
-
-        def reason(exc: Exception) -> str:
-            return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-
-        problems = []
-        if self.tls_ca_bundle is not None:
-            try:
-                ssl.create_default_context(cafile=str(self.tls_ca_bundle))
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                problems.append(f"{ENV_PREFIX}TLS_CA_BUNDLE: {str(self.tls_ca_bundle)!r} holds no usable CA "
-                                f"certificate ({reason(exc)})")
-        if self.tls_client_cert is not None and self.tls_client_key is not None:
-            try:
-                ssl.create_default_context().load_cert_chain(
-                    str(self.tls_client_cert), str(self.tls_client_key), password=lambda: b"")
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                problems.append(f"{ENV_PREFIX}TLS_CLIENT_CERT and {ENV_PREFIX}TLS_CLIENT_KEY: cannot load "
-                                f"{str(self.tls_client_cert)!r} with {str(self.tls_client_key)!r} as a PEM "
-                                f"certificate and unencrypted key ({reason(exc)})")
         return problems
 
     def require_aemo(self) -> None:
@@ -272,6 +330,11 @@ def _sqlite_in_memory(url: str) -> bool:
         return False  # not ours to judge here: opening the store reports it
     database = parsed.database or ""
     return database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory"
+
+
+def _reason(exc: Exception) -> str:
+    """The short reason of an ssl or OS error (`NO_CERTIFICATE_OR_CRL_FOUND`, `No such file ...`)."""
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__)
 
 
 def _bad_url(value: str) -> bool:
@@ -316,8 +379,12 @@ def _pick_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -
 
 
 def _describe(exc: ValidationError) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for error in exc.errors():
+        if error["type"] == _TOGETHER:
+            problems: list[tuple[str, str]] = error["ctx"]["problems"]
+            lines.extend(f"{ENV_PREFIX}{name.upper()}: {problem}" for name, problem in problems)
+            continue
         name = "__".join(str(part) for part in error["loc"]).upper()
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
