@@ -13,12 +13,14 @@ the commands that talk to AEMO) is `problems_for_aemo`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -26,10 +28,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -45,7 +51,29 @@ MAX_PAYLOAD_BYTES = 10_000_000
 #: The error type of the model validator's problems; its context lists them (setting, problem).
 _TOGETHER = "dersync_settings_together"
 
-_config_file: ContextVar[Path | None] = ContextVar("dersync_config_file", default=None)
+#: DERSYNC_* environment variables that are not settings, and so are never reported as misspelt
+#: ones. This is the one list of them: add a variable here when the project starts using one.
+NON_SETTING_VARIABLES = frozenset({
+    f"{ENV_PREFIX}CONFIG",  # names the settings file (load_settings)
+    f"{ENV_PREFIX}TEST_POSTGRES_URL",  # tests: the PostgreSQL server of the store tests (tests/conftest.py)
+    f"{ENV_PREFIX}CI_PG_PORT",  # CI: the port of the PostgreSQL server it starts (.ci/postgres.sh)
+})
+
+
+@dataclass
+class _Loading:
+    """Where one `load_settings` call reads from. pydantic-settings builds the sources inside the
+    `Settings` constructor, where no argument reaches them: hence a context variable."""
+
+    config_file: Path | None
+    environ: Mapping[str, str]
+    secrets_dir: Path | None
+    #: What the sources found wrong with the file or the environment themselves (names that are
+    #: no setting, a file that is not TOML), one line each, naming where.
+    problems: list[str] = field(default_factory=list)
+
+
+_loading: ContextVar[_Loading | None] = ContextVar("dersync_settings_loading", default=None)
 
 
 class Enumerations(BaseModel):
@@ -269,15 +297,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Explicit arguments, then environment, then the TOML file, then container secrets."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = _config_file.get()
-        if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        if DEFAULT_SECRETS_DIR.is_dir():
-            from pydantic_settings import SecretsSettingsSource
+        """Explicit arguments, then environment, then the TOML file, then container secrets.
 
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=DEFAULT_SECRETS_DIR))
+        Built directly (`Settings(...)`, as tests and the simulator do), it reads the process's
+        environment and secrets and no file, and names that are no setting go unreported: that
+        report is `load_settings`'s, the one way commands load settings.
+        """
+        loading = _loading.get() or _Loading(config_file=None, environ=os.environ, secrets_dir=DEFAULT_SECRETS_DIR)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls, loading)]
+        if loading.config_file is not None:
+            sources.append(_TomlSource(settings_cls, loading))
+        if loading.secrets_dir is not None and loading.secrets_dir.is_dir():
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=loading.secrets_dir))
         return tuple(sources)
 
     # --- derived views -------------------------------------------------------------------------
@@ -348,24 +379,120 @@ def _bad_url(value: str) -> bool:
     return not parts.hostname
 
 
+class _EnvSource(EnvSettingsSource):
+    """The environment `load_settings` was given (the process's unless a caller passes its own),
+    noting DERSYNC_* variables that name no setting: pydantic-settings ignores those, so a typo
+    would silently leave the default in force."""
+
+    def __init__(self, settings_cls: type[BaseSettings], loading: _Loading) -> None:
+        self._environ = loading.environ  # read by _load_env_vars, which the base constructor calls
+        super().__init__(settings_cls)
+        loading.problems.extend(_unknown_variables(settings_cls, loading.environ))
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {(name if self.case_sensitive else name.lower()): value for name, value in self._environ.items()}
+
+
+class _TomlSource(TomlConfigSettingsSource):
+    """The TOML file, less the keys that name no setting (noted with the file's name, since the
+    environment-variable name pydantic would give them points at the wrong place)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], loading: _Loading) -> None:
+        path = loading.config_file
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except OSError as exc:
+            loading.problems.append(f"{path}: cannot be read ({_reason(exc)})")
+        except ValueError as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError
+            loading.problems.append(f"{path}: is not valid TOML ({exc})")
+        else:
+            # From the file as read (not init_kwargs, which puts unknown keys last): in file order.
+            self.init_kwargs, unknown = _split_unknown(settings_cls, self.toml_data)
+            paths = _setting_paths(settings_cls, ".")
+            loading.problems.extend(f"{path}: {key} is not a known setting{_did_you_mean(key, paths)}"
+                                    for key in unknown)
+            return
+        InitSettingsSource.__init__(self, settings_cls, {})  # unreadable: the other sources still count
+
+
+def _nested_model(info: FieldInfo) -> type[BaseModel] | None:
+    annotation = info.annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _setting_paths(model: type[BaseModel], separator: str, prefix: str = "") -> list[str]:
+    """Every setting's name, nested ones joined by `separator` (`.` in TOML, `__` in variables)."""
+    paths = []
+    for name, info in model.model_fields.items():
+        paths.append(prefix + name)
+        nested = _nested_model(info)
+        if nested is not None:
+            paths.extend(_setting_paths(nested, separator, prefix + name + separator))
+    return paths
+
+
+def _split_unknown(model: type[BaseModel], data: Mapping[str, Any],
+                   prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """`data` without the keys that name no setting, and those keys (dotted when nested)."""
+    known: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in data.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            unknown.append(prefix + key)
+            continue
+        nested = _nested_model(info)
+        if nested is not None and isinstance(value, Mapping):
+            value, deeper = _split_unknown(nested, value, f"{prefix}{key}.")
+            unknown.extend(deeper)
+        known[key] = value
+    return known, unknown
+
+
+def _unknown_variables(settings_cls: type[BaseModel], environ: Mapping[str, str]) -> list[str]:
+    variables = [ENV_PREFIX + path.upper() for path in _setting_paths(settings_cls, "__")]
+    known = {*variables, *NON_SETTING_VARIABLES}
+    return [
+        f"{name} is not a known setting (environment){_did_you_mean(name.upper(), sorted(known), ENV_PREFIX)}"
+        for name in sorted(environ)
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    ]
+
+
+def _did_you_mean(name: str, candidates: Iterable[str], prefix: str = "") -> str:
+    """The closest known name, compared without the prefix every candidate shares (which would
+    make any two names look alike)."""
+    stems = {candidate.removeprefix(prefix): candidate for candidate in candidates}
+    close = difflib.get_close_matches(name.removeprefix(prefix), list(stems), n=1)
+    return f"; did you mean {stems[close[0]]}?" if close else ""
+
+
 def load_settings(
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    secrets_dir: Path | None = DEFAULT_SECRETS_DIR,
     **overrides: Any,
 ) -> Settings:
-    """Build the settings from file, environment and explicit overrides.
+    """Build the settings from file, environment (`environ`, else the process's), container
+    secrets and explicit overrides.
 
-    Raises `ConfigError` with one readable line per bad setting, never a pydantic traceback.
+    Raises `ConfigError` with one readable line per problem, never a pydantic traceback: a
+    misspelt name in the file or the environment is one too, since it would otherwise leave the
+    default silently in force.
     """
     environ = os.environ if environ is None else environ
-    path = _pick_config_file(config_file, environ)
-    token = _config_file.set(path)
+    loading = _Loading(_pick_config_file(config_file, environ), environ, secrets_dir)
+    token = _loading.set(loading)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError([*loading.problems, *_describe(exc)]) from None
     finally:
-        _config_file.reset(token)
+        _loading.reset(token)
+    if loading.problems:
+        raise ConfigError(loading.problems)
+    return settings
 
 
 def _pick_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:

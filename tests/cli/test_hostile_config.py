@@ -106,6 +106,16 @@ CASES = [
     # The client secret would leave in clear text: refused before anything starts, on every command.
     Case("secret-over-plain-http", {"DERSYNC_OAUTH_TOKEN_URL": "http://api.aemo.example/oauth/v1/token"}, CONFIG,
          ("DERSYNC_OAUTH_TOKEN_URL: refusing to send the client secret over plain http",), commands=BOTH + STATUS),
+    # Names that are no setting (a typo would leave the default silently in force), said where
+    # they are: the environment, or the file and its key.
+    Case("variable-misspelt", {"DERSYNC_SYNC_INTERVALL_SECONDS": "5"}, CONFIG,
+         ("DERSYNC_SYNC_INTERVALL_SECONDS is not a known setting (environment); "
+          "did you mean DERSYNC_SYNC_INTERVAL_SECONDS?",), commands=STATUS + RUN),
+    Case("file-key-misspelt", {"DERSYNC_CONFIG": "{tmp}/typo.toml"}, CONFIG,
+         ("{tmp}/typo.toml: sync_intervall_seconds is not a known setting; did you mean sync_interval_seconds?",),
+         commands=SYNC + IMPORT),
+    Case("file-not-toml", {"DERSYNC_CONFIG": "{tmp}/broken.toml"}, CONFIG,
+         ("{tmp}/broken.toml: is not valid TOML",), commands=RECONCILE),
     # Checked by each command that talks to AEMO before it starts work (sync: before the store;
     # run: at start).
     Case("missing-secrets", {"DERSYNC_CLIENT_ID": None, "DERSYNC_CLIENT_SECRET": None, "DERSYNC_PARTICIPANT_ID": None},
@@ -145,6 +155,8 @@ def case_env(case: Case, folder: Path, busy_port: int = 0) -> dict[str, str]:
     (folder / "client.crt").write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
     (folder / "client.key").write_text("not a key\n")
     (folder / "records.jsonl").write_text('{"nmiDetails": {"nmi": "8001000001"}}\n')
+    (folder / "typo.toml").write_text("sync_intervall_seconds = 5\n")
+    (folder / "broken.toml").write_text("sync_interval_seconds = \n")
     env = {**VALID, "DERSYNC_DATABASE_URL": f"sqlite:///{folder}/store/dersync.db"}
     for name, value in case.env.items():
         if value is None:
