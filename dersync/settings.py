@@ -118,6 +118,9 @@ class Settings(BaseSettings):
 
     # --- store
     database_url: str = "sqlite:///./dersync.db"
+    #: PostgreSQL's password, kept out of the URL: in a container, the same secret file the
+    #: database server reads (`/run/secrets/dersync_database_password`), so it is written once.
+    database_password: SecretStr | None = None
     sqlite_busy_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # --- AEMO endpoints (pre-production by default: production is an explicit choice)
@@ -262,11 +265,42 @@ class Settings(BaseSettings):
     def _settings_that_go_together(self) -> Settings:
         """Checks of several settings at once. Pydantic runs this only when every field is valid,
         so a missing file is reported once, by its field, and not again here."""
-        problems = self._tls_client_problems()
+        problems = self._tls_client_problems() + self._database_password_problems()
         if problems:
             summary = "; ".join(f"{name}: {problem}" for name, problem in problems)
             raise PydanticCustomError(_TOGETHER, "{summary}", {"summary": summary, "problems": problems})
+        if self.database_password is not None:
+            from sqlalchemy.engine import make_url
+
+            # The store is opened with one URL; SQLAlchemy escapes what the password holds.
+            url = make_url(self.database_url).set(password=self.database_password.get_secret_value())
+            self.database_url = url.render_as_string(hide_password=False)
         return self
+
+    def _database_password_problems(self) -> list[tuple[str, str]]:
+        """A password file that would be ignored, or that disagrees with a password in the URL,
+        is a mistake to report rather than to resolve by picking one."""
+        if self.database_password is None:
+            return []
+        if not self.database_password.get_secret_value():
+            return [("database_password", "is empty")]
+        if self.is_sqlite:
+            return [("database_password", f"is for a PostgreSQL store, but {ENV_PREFIX}DATABASE_URL names a "
+                                          "SQLite file")]
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(self.database_url)
+        except (ArgumentError, ValueError) as exc:
+            return [("database_url", f"cannot be read as a URL ({exc})")]
+        if url.password is not None:
+            return [("database_password", f"is set, and {ENV_PREFIX}DATABASE_URL holds a password too: keep "
+                                          "it in one place")]
+        if not url.username:
+            return [("database_url", f"names no user for {ENV_PREFIX}DATABASE_PASSWORD: write "
+                                     "postgresql://USER@HOST:PORT/DATABASE")]
+        return []
 
     def _tls_client_problems(self) -> list[tuple[str, str]]:
         """The client certificate and its key: both or neither, and loadable together (PEM, an

@@ -172,3 +172,43 @@ def test_every_dersync_variable_the_repository_uses_is_a_setting_or_listed() -> 
             for path in files if path.resolve() not in MISSPELLING_ON_PURPOSE
             for name in re.findall(r"\bDERSYNC_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())}
     assert {(name, where) for name, where in used if name not in known} == set()
+
+
+# --- the store's password, from a secret file ----------------------------------------------------
+
+def test_the_database_password_file_completes_the_store_url(tmp_path: Path) -> None:
+    """/run/secrets/dersync_database_password (here a folder of the test's) is added to a
+    PostgreSQL URL that has none, escaped, so the password is written only in that file."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "dersync_database_password").write_text("p@ss:w/rd%\n")
+    config = tmp_path / "dersync.toml"
+    config.write_text("")
+
+    settings = load_settings(config, {"DERSYNC_DATABASE_URL": "postgresql://dersync@db:5432/dersync"},
+                             secrets_dir=secrets)
+
+    assert settings.database_url == "postgresql+asyncpg://dersync:p%40ss%3Aw%2Frd%25@db:5432/dersync"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///{tmp}/dersync.db", "DERSYNC_DATABASE_PASSWORD: is for a PostgreSQL store, but "
+                                       "DERSYNC_DATABASE_URL names a SQLite file"),
+        ("postgresql://dersync:other@db/dersync", "DERSYNC_DATABASE_PASSWORD: is set, and DERSYNC_DATABASE_URL "
+                                                  "holds a password too: keep it in one place"),
+        ("postgresql://db/dersync", "DERSYNC_DATABASE_URL: names no user for DERSYNC_DATABASE_PASSWORD"),
+    ],
+)
+def test_a_database_password_that_cannot_apply_is_reported(tmp_path: Path, url: str, expected: str) -> None:
+    """A password that would be ignored, or that competes with one in the URL, is a problem
+    rather than a silent choice."""
+    lines = problems_for(tmp_path, database_url=url.replace("{tmp}", str(tmp_path)), database_password="pw")
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
+
+
+def test_an_empty_database_password_is_reported(tmp_path: Path) -> None:
+    """An empty password file is a mistake, not a password."""
+    lines = problems_for(tmp_path, database_url="postgresql://dersync@db/dersync", database_password="")
+    assert lines == ["DERSYNC_DATABASE_PASSWORD: is empty"]
