@@ -54,9 +54,9 @@ _TOGETHER = "dersync_settings_together"
 #: DERSYNC_* environment variables that are not settings, and so are never reported as misspelt
 #: ones. This is the one list of them: add a variable here when the project starts using one.
 NON_SETTING_VARIABLES = frozenset({
-    f"{ENV_PREFIX}CONFIG",  # names the settings file (load_settings)
-    f"{ENV_PREFIX}TEST_POSTGRES_URL",  # tests: the PostgreSQL server of the store tests (tests/conftest.py)
-    f"{ENV_PREFIX}CI_PG_PORT",  # CI: the port of the PostgreSQL server it starts (.ci/postgres.sh)
+    "DERSYNC_CONFIG",  # names the settings file (load_settings)
+    "DERSYNC_TEST_POSTGRES_URL",  # tests: the PostgreSQL server of the store tests (tests/conftest.py)
+    "DERSYNC_CI_PG_PORT",  # CI: the port of the PostgreSQL server it starts (.ci/postgres.sh)
 })
 
 
