@@ -3,22 +3,39 @@
 Every setting can come from `config/dersync.toml` (or the file named by `DERSYNC_CONFIG`), and an
 environment variable `DERSYNC_<NAME>` overrides the file; a container's secrets directory is read
 last. Code below the CLI never reads the environment: it is handed a `Settings`.
+
+Every check of a setting's value is made here, while the settings are built, so that every
+command reports a bad setting the same way (one `DERSYNC_<NAME>: problem` line each) before it
+does any work: field validators check one setting, the model validator settings that are only
+meaningful together. What some commands need on top of valid settings (the AEMO credentials, for
+the commands that talk to AEMO) is `problems_for_aemo`.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import ssl
 import sys
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -31,7 +48,32 @@ DEFAULT_SECRETS_DIR = Path("/run/secrets")
 #: AEMO's documented payload limit (10 MB per request or response, compressed or not).
 MAX_PAYLOAD_BYTES = 10_000_000
 
-_config_file: ContextVar[Path | None] = ContextVar("dersync_config_file", default=None)
+#: The error type of the model validator's problems; its context lists them (setting, problem).
+_TOGETHER = "dersync_settings_together"
+
+#: DERSYNC_* environment variables that are not settings, and so are never reported as misspelt
+#: ones. This is the one list of them: add a variable here when the project starts using one.
+NON_SETTING_VARIABLES = frozenset({
+    "DERSYNC_CONFIG",  # names the settings file (load_settings)
+    "DERSYNC_TEST_POSTGRES_URL",  # tests: the PostgreSQL server of the store tests (tests/conftest.py)
+    "DERSYNC_CI_PG_PORT",  # CI: the port of the PostgreSQL server it starts (.ci/postgres.sh)
+})
+
+
+@dataclass
+class _Loading:
+    """Where one `load_settings` call reads from. pydantic-settings builds the sources inside the
+    `Settings` constructor, where no argument reaches them: hence a context variable."""
+
+    config_file: Path | None
+    environ: Mapping[str, str]
+    secrets_dir: Path | None
+    #: What the sources found wrong with the file or the environment themselves (names that are
+    #: no setting, a file that is not TOML), one line each, naming where.
+    problems: list[str] = field(default_factory=list)
+
+
+_loading: ContextVar[_Loading | None] = ContextVar("dersync_settings_loading", default=None)
 
 
 class Enumerations(BaseModel):
@@ -76,6 +118,9 @@ class Settings(BaseSettings):
 
     # --- store
     database_url: str = "sqlite:///./dersync.db"
+    #: PostgreSQL's password, kept out of the URL: in a container, the same secret file the
+    #: database server reads (`/run/secrets/dersync_database_password`), so it is written once.
+    database_password: SecretStr | None = None
     sqlite_busy_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # --- AEMO endpoints (pre-production by default: production is an explicit choice)
@@ -154,11 +199,33 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("oauth_token_url")
+    @classmethod
+    def _secret_never_in_clear_text(cls, value: str) -> str:
+        """The client secret travels to this URL: plain http would show it to anyone on the path.
+        Loopback is the exception, for the simulator (`dersync demo`, tests)."""
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname):
+            raise ValueError(f"refusing to send the client secret over plain http to {parts.hostname!r}; use https "
+                             "(plain http is allowed only on loopback, for the simulator)")
+        return value
+
     @field_validator("tls_client_cert", "tls_client_key", "tls_ca_bundle")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+    @field_validator("tls_ca_bundle")
+    @classmethod
+    def _usable_ca_bundle(cls, value: Path | None) -> Path | None:
+        """A bundle that is not PEM would otherwise surface as a TLS failure on the first request."""
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=str(value))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ValueError(f"{str(value)!r} holds no usable CA certificate ({_reason(exc)})") from None
         return value
 
     @field_validator("admin_bind")
@@ -169,6 +236,93 @@ class Settings(BaseSettings):
             raise ValueError(f"must be HOST:PORT with a port up to 65535, got {value!r}")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        """The reconciliation schedule is read in this zone; an unknown name would stop the daemon
+        only when it builds its scheduler, and other commands would never notice."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Australia/Perth')") from None
+        return value
+
+    @field_validator("reconcile_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        """The expression APScheduler will run reconciliation on; one that never matches a date
+        (31 February) would silently never reconcile."""
+        from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+
+        try:
+            trigger = CronTrigger.from_crontab(value, timezone=UTC)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a crontab expression (minute hour day month weekday): {exc}") from None
+        if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+            raise ValueError(f"{value!r} never matches a date")
+        return value
+
+    @model_validator(mode="after")
+    def _settings_that_go_together(self) -> Settings:
+        """Checks of several settings at once. Pydantic runs this only when every field is valid,
+        so a missing file is reported once, by its field, and not again here."""
+        problems = self._tls_client_problems() + self._database_password_problems()
+        if problems:
+            summary = "; ".join(f"{name}: {problem}" for name, problem in problems)
+            raise PydanticCustomError(_TOGETHER, "{summary}", {"summary": summary, "problems": problems})
+        if self.database_password is not None:
+            from sqlalchemy.engine import make_url
+
+            # The store is opened with one URL; SQLAlchemy escapes what the password holds.
+            url = make_url(self.database_url).set(password=self.database_password.get_secret_value())
+            self.database_url = url.render_as_string(hide_password=False)
+        return self
+
+    def _database_password_problems(self) -> list[tuple[str, str]]:
+        """A password file that would be ignored, or that disagrees with a password in the URL,
+        is a mistake to report rather than to resolve by picking one."""
+        if self.database_password is None:
+            return []
+        if not self.database_password.get_secret_value():
+            return [("database_password", "is empty")]
+        if self.is_sqlite:
+            return [("database_password", f"is for a PostgreSQL store, but {ENV_PREFIX}DATABASE_URL names a "
+                                          "SQLite file")]
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(self.database_url)
+        except (ArgumentError, ValueError) as exc:
+            return [("database_url", f"cannot be read as a URL ({exc})")]
+        if url.password is not None:
+            return [("database_password", f"is set, and {ENV_PREFIX}DATABASE_URL holds a password too: keep "
+                                          "it in one place")]
+        if not url.username:
+            return [("database_url", f"names no user for {ENV_PREFIX}DATABASE_PASSWORD: write "
+                                     "postgresql://USER@HOST:PORT/DATABASE")]
+        return []
+
+    def _tls_client_problems(self) -> list[tuple[str, str]]:
+        """The client certificate and its key: both or neither, and loadable together (PEM, an
+        unencrypted key that matches the certificate), found at start rather than at the first
+        TLS handshake."""
+        cert, key = self.tls_client_cert, self.tls_client_key
+        if cert is None and key is None:
+            return []
+        both = "set both (the client certificate and its key) or neither"
+        if key is None:
+            return [("tls_client_cert", f"is set without {ENV_PREFIX}TLS_CLIENT_KEY: {both}")]
+        if cert is None:
+            return [("tls_client_key", f"is set without {ENV_PREFIX}TLS_CLIENT_CERT: {both}")]
+        try:
+            ssl.create_default_context().load_cert_chain(str(cert), str(key), password=lambda: b"")
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            return [("tls_client_cert", f"cannot load {str(cert)!r} with the key {str(key)!r} "
+                                        f"({ENV_PREFIX}TLS_CLIENT_KEY) as a PEM certificate and unencrypted key "
+                                        f"({_reason(exc)})")]
+        return []
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -178,15 +332,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Explicit arguments, then environment, then the TOML file, then container secrets."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = _config_file.get()
-        if config_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        if DEFAULT_SECRETS_DIR.is_dir():
-            from pydantic_settings import SecretsSettingsSource
+        """Explicit arguments, then environment, then the TOML file, then container secrets.
 
-            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=DEFAULT_SECRETS_DIR))
+        Built directly (`Settings(...)`, as tests and the simulator do), it reads the process's
+        environment and secrets and no file, and names that are no setting go unreported: that
+        report is `load_settings`'s, the one way commands load settings.
+        """
+        loading = _loading.get() or _Loading(config_file=None, environ=os.environ, secrets_dir=DEFAULT_SECRETS_DIR)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls, loading)]
+        if loading.config_file is not None:
+            sources.append(_TomlSource(settings_cls, loading))
+        if loading.secrets_dir is not None and loading.secrets_dir.is_dir():
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=loading.secrets_dir))
         return tuple(sources)
 
     # --- derived views -------------------------------------------------------------------------
@@ -210,7 +367,8 @@ class Settings(BaseSettings):
         return "console" if sys.stdout.isatty() else "json"
 
     def problems_for_aemo(self) -> list[str]:
-        """What is missing before the service may talk to AEMO, one line per problem."""
+        """What is missing before a command may talk to AEMO, one line per problem. Not part of
+        validation: the commands that only use the store need no credentials."""
         problems = []
         if not self.client_id:
             problems.append(f"{ENV_PREFIX}CLIENT_ID is not set (the API key from AEMO's API portal)")
@@ -218,41 +376,6 @@ class Settings(BaseSettings):
             problems.append(f"{ENV_PREFIX}CLIENT_SECRET is not set (the API secret from AEMO's API portal)")
         if not self.participant_id:
             problems.append(f"{ENV_PREFIX}PARTICIPANT_ID is not set (sent as X-initiatingParticipantID)")
-        token_url = urlsplit(self.oauth_token_url)
-        if token_url.scheme != "https" and not is_loopback_host(token_url.hostname):
-            problems.append(
-                f"{ENV_PREFIX}OAUTH_TOKEN_URL: refusing to send the client secret over plain http to "
-                f"{token_url.hostname!r}; use https (plain http is allowed only on loopback, for the simulator)"
-            )
-        if (self.tls_client_cert is None) != (self.tls_client_key is None):
-            problems.append(
-                f"{ENV_PREFIX}TLS_CLIENT_CERT and {ENV_PREFIX}TLS_CLIENT_KEY must be set together"
-            )
-        return problems + self._tls_problems()
-
-    def _tls_problems(self) -> list[str]:
-        """TLS files that exist but cannot be used (not PEM, an encrypted key, a key that does not
-        match the certificate): found at start, like every other configuration problem."""
-        import ssl
-
-        def reason(exc: Exception) -> str:
-            return getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-
-        problems = []
-        if self.tls_ca_bundle is not None:
-            try:
-                ssl.create_default_context(cafile=str(self.tls_ca_bundle))
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                problems.append(f"{ENV_PREFIX}TLS_CA_BUNDLE: {str(self.tls_ca_bundle)!r} holds no usable CA "
-                                f"certificate ({reason(exc)})")
-        if self.tls_client_cert is not None and self.tls_client_key is not None:
-            try:
-                ssl.create_default_context().load_cert_chain(
-                    str(self.tls_client_cert), str(self.tls_client_key), password=lambda: b"")
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                problems.append(f"{ENV_PREFIX}TLS_CLIENT_CERT and {ENV_PREFIX}TLS_CLIENT_KEY: cannot load "
-                                f"{str(self.tls_client_cert)!r} with {str(self.tls_client_key)!r} as a PEM "
-                                f"certificate and unencrypted key ({reason(exc)})")
         return problems
 
     def require_aemo(self) -> None:
@@ -275,6 +398,11 @@ def _sqlite_in_memory(url: str) -> bool:
     return database in ("", ":memory:") or "mode=memory" in database or parsed.query.get("mode") == "memory"
 
 
+def _reason(exc: Exception) -> str:
+    """The short reason of an ssl or OS error (`NO_CERTIFICATE_OR_CRL_FOUND`, `No such file ...`)."""
+    return str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__)
+
+
 def _bad_url(value: str) -> bool:
     if any(character.isspace() for character in value):
         return True
@@ -286,24 +414,120 @@ def _bad_url(value: str) -> bool:
     return not parts.hostname
 
 
+class _EnvSource(EnvSettingsSource):
+    """The environment `load_settings` was given (the process's unless a caller passes its own),
+    noting DERSYNC_* variables that name no setting: pydantic-settings ignores those, so a typo
+    would silently leave the default in force."""
+
+    def __init__(self, settings_cls: type[BaseSettings], loading: _Loading) -> None:
+        self._environ = loading.environ  # read by _load_env_vars, which the base constructor calls
+        super().__init__(settings_cls)
+        loading.problems.extend(_unknown_variables(settings_cls, loading.environ))
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {(name if self.case_sensitive else name.lower()): value for name, value in self._environ.items()}
+
+
+class _TomlSource(TomlConfigSettingsSource):
+    """The TOML file, less the keys that name no setting (noted with the file's name, since the
+    environment-variable name pydantic would give them points at the wrong place)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], loading: _Loading) -> None:
+        path = loading.config_file
+        try:
+            super().__init__(settings_cls, toml_file=path)
+        except OSError as exc:
+            loading.problems.append(f"{path}: cannot be read ({_reason(exc)})")
+        except ValueError as exc:  # tomllib.TOMLDecodeError, UnicodeDecodeError
+            loading.problems.append(f"{path}: is not valid TOML ({exc})")
+        else:
+            # From the file as read (not init_kwargs, which puts unknown keys last): in file order.
+            self.init_kwargs, unknown = _split_unknown(settings_cls, self.toml_data)
+            paths = _setting_paths(settings_cls, ".")
+            loading.problems.extend(f"{path}: {key} is not a known setting{_did_you_mean(key, paths)}"
+                                    for key in unknown)
+            return
+        InitSettingsSource.__init__(self, settings_cls, {})  # unreadable: the other sources still count
+
+
+def _nested_model(info: FieldInfo) -> type[BaseModel] | None:
+    annotation = info.annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _setting_paths(model: type[BaseModel], separator: str, prefix: str = "") -> list[str]:
+    """Every setting's name, nested ones joined by `separator` (`.` in TOML, `__` in variables)."""
+    paths = []
+    for name, info in model.model_fields.items():
+        paths.append(prefix + name)
+        nested = _nested_model(info)
+        if nested is not None:
+            paths.extend(_setting_paths(nested, separator, prefix + name + separator))
+    return paths
+
+
+def _split_unknown(model: type[BaseModel], data: Mapping[str, Any],
+                   prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    """`data` without the keys that name no setting, and those keys (dotted when nested)."""
+    known: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in data.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            unknown.append(prefix + key)
+            continue
+        nested = _nested_model(info)
+        if nested is not None and isinstance(value, Mapping):
+            value, deeper = _split_unknown(nested, value, f"{prefix}{key}.")
+            unknown.extend(deeper)
+        known[key] = value
+    return known, unknown
+
+
+def _unknown_variables(settings_cls: type[BaseModel], environ: Mapping[str, str]) -> list[str]:
+    variables = [ENV_PREFIX + path.upper() for path in _setting_paths(settings_cls, "__")]
+    known = {*variables, *NON_SETTING_VARIABLES}
+    return [
+        f"{name} is not a known setting (environment){_did_you_mean(name.upper(), sorted(known), ENV_PREFIX)}"
+        for name in sorted(environ)
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    ]
+
+
+def _did_you_mean(name: str, candidates: Iterable[str], prefix: str = "") -> str:
+    """The closest known name, compared without the prefix every candidate shares (which would
+    make any two names look alike)."""
+    stems = {candidate.removeprefix(prefix): candidate for candidate in candidates}
+    close = difflib.get_close_matches(name.removeprefix(prefix), list(stems), n=1)
+    return f"; did you mean {stems[close[0]]}?" if close else ""
+
+
 def load_settings(
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    secrets_dir: Path | None = DEFAULT_SECRETS_DIR,
     **overrides: Any,
 ) -> Settings:
-    """Build the settings from file, environment and explicit overrides.
+    """Build the settings from file, environment (`environ`, else the process's), container
+    secrets and explicit overrides.
 
-    Raises `ConfigError` with one readable line per bad setting, never a pydantic traceback.
+    Raises `ConfigError` with one readable line per problem, never a pydantic traceback: a
+    misspelt name in the file or the environment is one too, since it would otherwise leave the
+    default silently in force.
     """
     environ = os.environ if environ is None else environ
-    path = _pick_config_file(config_file, environ)
-    token = _config_file.set(path)
+    loading = _Loading(_pick_config_file(config_file, environ), environ, secrets_dir)
+    token = _loading.set(loading)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError([*loading.problems, *_describe(exc)]) from None
     finally:
-        _config_file.reset(token)
+        _loading.reset(token)
+    if loading.problems:
+        raise ConfigError(loading.problems)
+    return settings
 
 
 def _pick_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -317,8 +541,12 @@ def _pick_config_file(explicit: str | Path | None, environ: Mapping[str, str]) -
 
 
 def _describe(exc: ValidationError) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for error in exc.errors():
+        if error["type"] == _TOGETHER:
+            problems: list[tuple[str, str]] = error["ctx"]["problems"]
+            lines.extend(f"{ENV_PREFIX}{name.upper()}: {problem}" for name, problem in problems)
+            continue
         name = "__".join(str(part) for part in error["loc"]).upper()
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":

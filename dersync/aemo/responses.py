@@ -1,19 +1,21 @@
 """AEMO's answers, read tolerantly into one shape the sync engine can rely on.
 
-AEMO's published material shows examples, not strict schemas, and leaves several things open
-(`shared/docs/wem-der-api.md`): a body may be wrapped (`{"transactionId", "data": X}`) or bare (the
-record itself with `transactionId`/`exceptions` beside its fields); list GETs may answer with a
-bare JSON list; the transaction id is spelt `transactionId` or `transactionID`; second-level
-`exceptions` may sit at the top level or inside `data`, with numeric or string codes and text
-under `title`, `detail` or `message`. `parse_response` accepts every variant and never raises: an
-empty or non-JSON body (a gateway's HTML error page) gives `data=None`.
+AEMO's published material (its WEM DER API Reference and OpenAPI exports; tests/data/aemo-openapi/
+holds copies of the NMI and Installation exports) shows examples, not strict schemas, and leaves
+several things open: a body may be wrapped (`{"transactionId", "data": X}`) or bare (the record
+itself with `transactionId`/`exceptions` beside its fields); list GETs may answer with a bare JSON
+list; the transaction id is spelt `transactionId` or `transactionID`; second-level `exceptions`
+may sit at the top level or inside `data`, with numeric or string codes and text under `title`,
+`detail` or `message`. `parse_response` accepts every variant and never raises: an empty or
+non-JSON body (a gateway's HTML error page) gives `data=None`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 from pydantic.alias_generators import to_camel
 
 NMI_PATTERN = re.compile(r"^[A-HJ-NP-Z0-9]{10}$")
-#: ASCII digits only: the validator's `\d` would also accept other scripts' digits ("２０２４").
+#: ASCII digits only: the validator's `\d` would also accept other scripts' digits ("２０２４").  # noqa: RUF003 - the point of the comment
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 #: The largest integer JSON carries faithfully between implementations (RFC 8259 section 6:
 #: IEEE 754 doubles); a count beyond it is not a count AEMO can hold.
@@ -74,6 +74,5 @@ Count = Annotated[int, Field(ge=1, le=MAX_JSON_INTEGER)]
 #: comes back as a first-level exception naming the field (the demo's samples rely on it).
 IsoDate = Annotated[str, Field(pattern=DATE_PATTERN)]
 ShortText = Annotated[str, Field(max_length=1000)]
-LongText = Annotated[str, Field(max_length=10000)]
 EquipmentType = Annotated[str, AfterValidator(_enumeration("equipment_types"))]
 DeviceType = Annotated[str, AfterValidator(_enumeration("device_types"))]

@@ -7,14 +7,15 @@ given as its clock, so no test sleeps.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from dersync.aemo import AemoClient, Pacer, TokenProvider, Transport
 from dersync.aemo.auth import standard_token_body, token_url_with_grant
-from dersync.errors import AuthError, ConfigError, RetriesExhausted
+from dersync.errors import AuthError, RetriesExhausted
 from dersync.mock import Simulator
 from dersync.settings import Settings
 
@@ -171,13 +172,6 @@ async def test_token_endpoint_unreachable_is_retriable(sim: Simulator, settings:
     await sim.stop()
     with pytest.raises(RetriesExhausted):
         await TokenProvider(settings).token()
-
-
-async def test_plain_http_is_refused_off_loopback(settings_for: Callable[..., Settings]) -> None:
-    """The client secret is never sent in clear text except to a loopback simulator."""
-    tokens = TokenProvider(settings_for(oauth_token_url="http://aemo.example.invalid/oauth/v1/token"))
-    with pytest.raises(ConfigError, match="plain http"):
-        await tokens.token()
 
 
 @pytest.mark.parametrize("sim_options", [{"api_key": "apim-key-123"}])

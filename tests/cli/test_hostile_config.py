@@ -1,6 +1,7 @@
-"""Hostile configuration, as an operator meets it: `dersync sync --once` and `dersync run` started
-as real processes with a clean environment (no DERSYNC_* variables leak in from the test run,
-no config/dersync.toml in the working folder).
+"""Hostile configuration, as an operator meets it: `dersync sync --once`, `dersync run` and the
+commands that only use the store (`status`, `import`, `reconcile`) started as real processes with
+a clean environment (no DERSYNC_* variables leak in from the test run, no config/dersync.toml in
+the working folder).
 
 Each case must give one clear `dersync: ...` line per problem on stderr, the README's exit code
 (2: configuration missing or wrong; 1: the store cannot be reached) and no traceback unless
@@ -15,17 +16,22 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+
 from dersync.testing import free_port
 
 CONFIG, UNREACHABLE = 2, 1
 SYNC, RUN = ("sync --once",), ("run",)
 BOTH = SYNC + RUN
+#: The other commands: each loads the settings, so each must report a bad setting as sync and run
+#: do (`records.jsonl` is made by case_env).
+STATUS, IMPORT, RECONCILE = ("status",), ("import records.jsonl",), ("reconcile",)
+EVERY = BOTH + STATUS + IMPORT + RECONCILE
 #: Identity and endpoints that pass the configuration check; AEMO itself is never reached.
 VALID = {
     "DERSYNC_CLIENT_ID": "dersync-test",
@@ -79,24 +85,46 @@ CASES = [
          ("DERSYNC_TLS_CLIENT_KEY: file '/nonexistent/client.key' does not exist",), commands=SYNC),
     Case("ca-bundle-missing", {"DERSYNC_TLS_CA_BUNDLE": "/nonexistent/ca.pem"}, CONFIG,
          ("DERSYNC_TLS_CA_BUNDLE: file '/nonexistent/ca.pem' does not exist",), commands=RUN),
-    # Checked by each command before it starts work (sync: before the store; run: at start).
+    # Also checked by the settings object while it is built (one setting, or several together),
+    # so every command reports them the same way before it does any work.
+    Case("time-zone-unknown", {"DERSYNC_TIMEZONE": "Mars/Olympus_Mons"}, CONFIG,
+         ("DERSYNC_TIMEZONE: unknown time zone 'Mars/Olympus_Mons'",), commands=EVERY),
+    Case("cron-four-fields", {"DERSYNC_RECONCILE_CRON": "0 2 * *"}, CONFIG,
+         ("DERSYNC_RECONCILE_CRON: '0 2 * *' is not a crontab expression",), commands=STATUS + IMPORT + RUN),
+    Case("cron-never-matches", {"DERSYNC_RECONCILE_CRON": "0 2 31 2 *"}, CONFIG,
+         ("DERSYNC_RECONCILE_CRON: '0 2 31 2 *' never matches a date",), commands=RECONCILE + RUN),
+    Case("client-cert-without-key", {"DERSYNC_TLS_CLIENT_CERT": "{tmp}/client.crt"}, CONFIG,
+         ("DERSYNC_TLS_CLIENT_CERT: is set without DERSYNC_TLS_CLIENT_KEY",), commands=BOTH + STATUS),
+    Case("client-key-without-cert", {"DERSYNC_TLS_CLIENT_KEY": "{tmp}/client.key"}, CONFIG,
+         ("DERSYNC_TLS_CLIENT_KEY: is set without DERSYNC_TLS_CLIENT_CERT",), commands=IMPORT),
+    Case("ca-bundle-not-pem", {"DERSYNC_TLS_CA_BUNDLE": "{tmp}/ca.pem"}, CONFIG,
+         ("DERSYNC_TLS_CA_BUNDLE: '{tmp}/ca.pem' holds no usable CA certificate",), commands=BOTH + RECONCILE),
+    Case("client-cert-and-key-not-pem", {"DERSYNC_TLS_CLIENT_CERT": "{tmp}/client.crt",
+                                         "DERSYNC_TLS_CLIENT_KEY": "{tmp}/client.key"}, CONFIG,
+         ("DERSYNC_TLS_CLIENT_CERT: cannot load '{tmp}/client.crt' with the key '{tmp}/client.key'",),
+         commands=RUN + STATUS),
+    # The client secret would leave in clear text: refused before anything starts, on every command.
+    Case("secret-over-plain-http", {"DERSYNC_OAUTH_TOKEN_URL": "http://api.aemo.example/oauth/v1/token"}, CONFIG,
+         ("DERSYNC_OAUTH_TOKEN_URL: refusing to send the client secret over plain http",), commands=BOTH + STATUS),
+    # Names that are no setting (a typo would leave the default silently in force), said where
+    # they are: the environment, or the file and its key.
+    Case("variable-misspelt", {"DERSYNC_SYNC_INTERVALL_SECONDS": "5"}, CONFIG,
+         ("DERSYNC_SYNC_INTERVALL_SECONDS is not a known setting (environment); "
+          "did you mean DERSYNC_SYNC_INTERVAL_SECONDS?",), commands=STATUS + RUN),
+    Case("file-key-misspelt", {"DERSYNC_CONFIG": "{tmp}/typo.toml"}, CONFIG,
+         ("{tmp}/typo.toml: sync_intervall_seconds is not a known setting; did you mean sync_interval_seconds?",),
+         commands=SYNC + IMPORT),
+    Case("file-not-toml", {"DERSYNC_CONFIG": "{tmp}/broken.toml"}, CONFIG,
+         ("{tmp}/broken.toml: is not valid TOML",), commands=RECONCILE),
+    # Checked by each command that talks to AEMO before it starts work (sync: before the store;
+    # run: at start).
     Case("missing-secrets", {"DERSYNC_CLIENT_ID": None, "DERSYNC_CLIENT_SECRET": None, "DERSYNC_PARTICIPANT_ID": None},
          CONFIG, ("DERSYNC_CLIENT_ID is not set", "DERSYNC_CLIENT_SECRET is not set",
                   "DERSYNC_PARTICIPANT_ID is not set"), commands=RUN),
     Case("blank-client-secret", {"DERSYNC_CLIENT_SECRET": ""}, CONFIG, ("DERSYNC_CLIENT_SECRET is not set",)),
-    Case("client-cert-without-key", {"DERSYNC_TLS_CLIENT_CERT": "{tmp}/client.crt"}, CONFIG,
-         ("DERSYNC_TLS_CLIENT_CERT and DERSYNC_TLS_CLIENT_KEY must be set together",)),
-    Case("ca-bundle-not-pem", {"DERSYNC_TLS_CA_BUNDLE": "{tmp}/ca.pem"}, CONFIG,
-         ("DERSYNC_TLS_CA_BUNDLE: '{tmp}/ca.pem' holds no usable CA certificate",)),
-    Case("client-cert-and-key-not-pem", {"DERSYNC_TLS_CLIENT_CERT": "{tmp}/client.crt",
-                                         "DERSYNC_TLS_CLIENT_KEY": "{tmp}/client.key"}, CONFIG,
-         ("DERSYNC_TLS_CLIENT_CERT and DERSYNC_TLS_CLIENT_KEY: cannot load '{tmp}/client.crt'",), commands=RUN),
     # Found when `run` opens its admin endpoint ({busy}: a port another process listens on).
     Case("admin-port-in-use", {"DERSYNC_ADMIN_BIND": "127.0.0.1:{busy}"}, CONFIG,
          ("DERSYNC_ADMIN_BIND: cannot listen on 127.0.0.1:{busy}: Address already in use",), commands=RUN),
-    # Found when the first token is fetched, before the secret leaves the process.
-    Case("secret-over-plain-http", {"DERSYNC_OAUTH_TOKEN_URL": "http://api.aemo.example/oauth/v1/token"}, CONFIG,
-         ("DERSYNC_OAUTH_TOKEN_URL: refusing to send the client secret over plain http",)),
     # --- the store cannot be reached: exit 1 ---------------------------------------------------
     Case("postgres-refuses-connections", {"DERSYNC_DATABASE_URL": "postgresql://dersync:pg-pass-word@127.0.0.1:1/x"},
          UNREACHABLE, ("store postgresql+asyncpg://dersync:***@127.0.0.1:1/x is unreachable",)),
@@ -126,6 +154,9 @@ def case_env(case: Case, folder: Path, busy_port: int = 0) -> dict[str, str]:
     (folder / "ca.pem").write_text("not a certificate\n")
     (folder / "client.crt").write_text("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")
     (folder / "client.key").write_text("not a key\n")
+    (folder / "records.jsonl").write_text('{"nmiDetails": {"nmi": "8001000001"}}\n')
+    (folder / "typo.toml").write_text("sync_intervall_seconds = 5\n")
+    (folder / "broken.toml").write_text("sync_interval_seconds = \n")
     env = {**VALID, "DERSYNC_DATABASE_URL": f"sqlite:///{folder}/store/dersync.db"}
     for name, value in case.env.items():
         if value is None:
