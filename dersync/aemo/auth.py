@@ -23,7 +23,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,10 +36,10 @@ from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error
 from requests.auth import HTTPBasicAuth
 from requests_oauthlib import OAuth2Session
 
-from dersync.errors import AuthError, ConfigError, FatalError, RetriesExhausted
+from dersync.errors import AuthError, FatalError, RetriesExhausted
 from dersync.logs import redact
 from dersync.retry import RetryPolicy, parse_retry_after
-from dersync.settings import Settings, is_loopback_host
+from dersync.settings import Settings
 
 from .responses import decode_json, find_transaction_id
 
@@ -149,20 +152,20 @@ class TokenProvider:
         """One token request with requests-oauthlib; returns (access token, lifetime seconds)."""
         s = self._settings
         url = token_url_with_grant(s.oauth_token_url)
-        _allow_plain_http_to_loopback(url)
         secret = s.client_secret.get_secret_value() if s.client_secret is not None else ""
         session = OAuth2Session(client=BackendApplicationClient(client_id=s.client_id))
         session.register_compliance_hook("access_token_response", _comply)
         if s.api_key is not None:
             session.headers["x-apikey"] = s.api_key.get_secret_value()
         try:
-            token = session.fetch_token(
-                token_url=url,
-                auth=HTTPBasicAuth(s.client_id or "", secret),
-                timeout=s.request_timeout_seconds,
-                verify=str(s.tls_ca_bundle) if s.tls_ca_bundle else True,
-                cert=_client_cert(s),
-            )
+            with _transport_checked_by_settings(url):
+                token = session.fetch_token(
+                    token_url=url,
+                    auth=HTTPBasicAuth(s.client_id or "", secret),
+                    timeout=s.request_timeout_seconds,
+                    verify=str(s.tls_ca_bundle) if s.tls_ca_bundle else True,
+                    cert=_client_cert(s),
+                )
         except requests.Timeout:
             raise _EndpointUnavailable("the request timed out") from None
         except requests.exceptions.SSLError as exc:
@@ -236,28 +239,39 @@ def token_url_with_grant(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _client_cert(settings: Settings) -> tuple[str, str] | str | None:
-    if settings.tls_client_cert is None:
+def _client_cert(settings: Settings) -> tuple[str, str] | None:
+    """Settings accept a client certificate only together with its key."""
+    if settings.tls_client_cert is None or settings.tls_client_key is None:
         return None
-    if settings.tls_client_key is None:
-        return str(settings.tls_client_cert)
     return str(settings.tls_client_cert), str(settings.tls_client_key)
 
 
-def _allow_plain_http_to_loopback(url: str) -> None:
-    """oauthlib refuses http:// token URLs. The simulator is plain http on loopback, so allow that
-    (oauthlib's only switch is the process-wide OAUTHLIB_INSECURE_TRANSPORT), and refuse to send
-    the client secret in clear text anywhere else.
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "https":
+#: Serialises the moments oauthlib's process-wide switch is on (token fetches run in threads).
+_INSECURE_SWITCH = threading.Lock()
+
+
+@contextmanager
+def _transport_checked_by_settings(url: str) -> Iterator[None]:
+    """oauthlib refuses http:// token URLs, and its only switch is the process-wide environment
+    variable OAUTHLIB_INSECURE_TRANSPORT. `Settings` already refuses plain http anywhere but
+    loopback (the simulator), so for such a URL the switch is turned on for this one fetch and
+    restored at once: nothing else in the process ever sees it."""
+    if urlsplit(url).scheme == "https":
+        yield
         return
-    if not is_loopback_host(parts.hostname):
-        raise ConfigError([
-            f"DERSYNC_OAUTH_TOKEN_URL: refusing to send the client secret over plain http to {parts.hostname!r}; "
-            "use https (plain http is allowed only on loopback, for the simulator)"
-        ])
-    os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    with _INSECURE_SWITCH:
+        before = os.environ.get(_OAUTHLIB_SWITCH)
+        os.environ[_OAUTHLIB_SWITCH] = "1"
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ[_OAUTHLIB_SWITCH]
+            else:
+                os.environ[_OAUTHLIB_SWITCH] = before
+
+
+_OAUTHLIB_SWITCH = "OAUTHLIB_INSECURE_TRANSPORT"
 
 
 def _log_retry(retry: int, exc: BaseException, wait: float) -> None:

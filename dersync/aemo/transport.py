@@ -155,11 +155,8 @@ def encode_body(json_body: Any, *, compress: bool, max_bytes: int) -> tuple[byte
 def make_ssl_context(settings: Settings) -> ssl.SSLContext:
     """Mutual TLS: AEMO's CA bundle when given (else the system's), and the client certificate."""
     context = ssl.create_default_context(cafile=str(settings.tls_ca_bundle) if settings.tls_ca_bundle else None)
-    if settings.tls_client_cert is not None:
-        context.load_cert_chain(
-            str(settings.tls_client_cert),
-            str(settings.tls_client_key) if settings.tls_client_key is not None else None,
-        )
+    if settings.tls_client_cert is not None and settings.tls_client_key is not None:
+        context.load_cert_chain(str(settings.tls_client_cert), str(settings.tls_client_key))
     return context
 
 

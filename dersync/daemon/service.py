@@ -46,7 +46,8 @@ class Service:
         self.client: AemoClient | None = None
         self.leadership: Leadership | None = None
         self.admin: AdminServer | None = None
-        self.token_ok = False
+        #: AEMO refused the credentials (not ready until a later fetch succeeds).
+        self.credentials_refused = False
         self.totals: Counter[str] = Counter()
         #: Until stopped: the daemon keeps trying (its first token, a failed sync pass).
         self.retry_policy = RetryPolicy.from_settings(settings).with_retries(None)
@@ -102,15 +103,8 @@ class Service:
         await self._drain()
 
     def _check_configuration(self) -> None:
+        """What the daemon needs beyond what every command checks (`Settings` did the rest)."""
         problems = self.settings.problems_for_aemo()
-        try:
-            ZoneInfo(self.settings.timezone)
-        except Exception:  # noqa: BLE001 - any failure means the name is unusable
-            problems.append(f"DERSYNC_TIMEZONE: unknown time zone {self.settings.timezone!r}")
-        try:
-            CronTrigger.from_crontab(self.settings.reconcile_cron)
-        except ValueError as exc:
-            problems.append(f"DERSYNC_RECONCILE_CRON: {exc}")
         if problems:
             raise ConfigError(problems)
 
@@ -137,7 +131,6 @@ class Service:
                                         on_retry=unavailable)
         except Stopped:
             return False
-        self.token_ok = True
         return True
 
     def _scheduler(self) -> AsyncIOScheduler:
@@ -150,7 +143,22 @@ class Service:
         scheduler.add_job(self._as_job("reconcile", self.reconcile_job),
                           CronTrigger.from_crontab(self.settings.reconcile_cron, timezone=zone), id="reconcile",
                           misfire_grace_time=3600, **common)
+        # Every replica, leader or standby, keeps a valid token (a cached one costs no request),
+        # so that readiness is true and a standby can take over without waiting for one.
+        scheduler.add_job(self.token_job, IntervalTrigger(seconds=max(1.0, self.settings.token_refresh_margin_seconds / 2)),
+                          id="token", misfire_grace_time=60, **common)
         return scheduler
+
+    async def token_job(self) -> None:
+        assert self.client is not None
+        try:
+            await self.client.check_credentials()
+            self.credentials_refused = False
+        except AuthError as exc:
+            self.credentials_refused = True
+            log.error("daemon.token.refused", error=str(exc))
+        except RetriableError as exc:
+            log.warning("daemon.token.unavailable", error=str(exc))
 
     def _as_job(self, name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         """Wrap a job so shutdown can wait for it and one failure never kills the scheduler."""
@@ -170,7 +178,7 @@ class Service:
                 if name == "sync":
                     self._sync_failures = 0
             except AuthError as exc:
-                self.token_ok = False
+                self.credentials_refused = True
                 log.error(f"daemon.{name}.failed", error=str(exc))
             except asyncio.CancelledError:
                 log.warning(f"daemon.{name}.cancelled")
@@ -217,7 +225,6 @@ class Service:
             self.halt_pass.set()
         engine = SyncEngine(self.settings, self.store, self.client, stop=self.halt_pass, leadership=self.leadership)
         summary = await engine.run_pass()
-        self.token_ok = True
         self.totals["passes"] += 1
         for key in ("created", "updated", "rejected_local", "rejected_schema", "rejected_first", "requests"):
             self.totals[key] += getattr(summary, key)
@@ -241,16 +248,23 @@ class Service:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             ready = False
             details["store"] = f"unavailable: {exc}"
-        details["token"] = "ok" if self.token_ok else "none"
+        details["token"] = self._token_state()
         # Until its first look at the sender lease a replica does not know its role: it is
         # "starting" (not ready), never a "standby" that is about to lead.
         role = self.leadership.role if self.leadership is not None else "starting"
-        ready = ready and self.token_ok and role != "starting"
+        ready = ready and details["token"] == "ok" and role != "starting"
         details["role"] = role
         if self.leadership is not None:
             details["replica"] = self.leadership.replica_id
         self.metrics.leader.set(1 if role == "leader" else 0)
         return ready, details
+
+    def _token_state(self) -> str:
+        if self.credentials_refused:
+            return "refused"
+        if self.client is not None and self.client.tokens.has_valid_token:
+            return "ok"
+        return "none"
 
     async def status(self) -> dict[str, Any]:
         assert self.store is not None

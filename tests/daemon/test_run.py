@@ -142,3 +142,44 @@ async def test_sigterm_while_waiting_for_the_first_token_stops_at_once_and_says_
     stopping = events.index("daemon.stopping")
     assert "aemo.token.retry" not in events[stopping:], events[stopping:]
     assert events[-1] == "daemon.stopped", events[-5:]
+
+
+async def test_readiness_follows_the_token_a_replica_actually_holds(
+    database_url: str, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Every replica keeps its token fresh (a standby too, so it can take over at once), and
+    /readyz says what it really holds: when tokens lapse and AEMO's OAuth endpoint cannot issue
+    a new one, it answers 503 with `"token": "none"`; once the endpoint is back, 200 again."""
+    simulator.config.token_lifetime_seconds = 3
+    env = {
+        **os.environ,
+        **as_environment(simulator.client_settings()),
+        "DERSYNC_DATABASE_URL": database_url,
+        "DERSYNC_ADMIN_BIND": f"127.0.0.1:{free_port()}",
+        "DERSYNC_LOG_FORMAT": "json",
+        "DERSYNC_TOKEN_REFRESH_MARGIN_SECONDS": "1",
+        "DERSYNC_RETRY_BACKOFF_INITIAL_SECONDS": "0.05",
+        "DERSYNC_RETRY_BACKOFF_MAX_SECONDS": "0.2",
+        "DERSYNC_MAX_RETRIES": "1",
+    }
+    admin = "http://127.0.0.1:" + env["DERSYNC_ADMIN_BIND"].rpartition(":")[2]
+    with (tmp_path / "daemon.log").open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dersync", "run", env=env, cwd=tmp_path, stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT)
+    try:
+        await wait_for(lambda: _status_is(admin + "/readyz", 200), "readiness")
+        issued = simulator.state.token_issued_total
+        await wait_for(lambda: simulator.state.token_issued_total >= issued + 2, "tokens renewed while idle")
+        assert await _status_is(admin + "/readyz", 200)
+
+        simulator.config.oauth_fault_rate = 1.0  # AEMO's OAuth endpoint answers 500 from now on
+        await wait_for(lambda: _status_is(admin + "/readyz", 503), "readiness lost with the token")
+        status, body = await http_get(admin + "/readyz")
+        assert json.loads(body)["token"] == "none", body
+
+        simulator.config.oauth_fault_rate = 0.0
+        await wait_for(lambda: _status_is(admin + "/readyz", 200), "readiness back with a new token")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=DEADLINE_SECONDS)
