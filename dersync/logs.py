@@ -1,7 +1,8 @@
 """Logging for admins: structlog events, one JSON object per line in containers.
 
 Everything (our events and the libraries' standard-library logs) goes through one
-`ProcessorFormatter` to stdout. Secrets never appear: values registered with `redact` are
+`ProcessorFormatter`: to stdout for the daemon (containers collect stdout), to stderr for every
+other command (their stdout is data a program may parse). Secrets never appear: values registered with `redact` are
 masked wherever they occur, and fields whose names look secret are masked whatever they hold.
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, MutableMapping
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -43,7 +45,13 @@ def scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> 
     return event
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, *, events_on_stdout: bool = False) -> None:
+    """Set up structlog and the standard library's root logger for one process.
+
+    `events_on_stdout` is for `dersync run`: its JSON events are its only output, and container
+    runtimes collect stdout. Every other command prints data on stdout (`--format json|csv`
+    output, summaries), so its events go to stderr, where they cannot corrupt that data.
+    """
     if settings.client_secret is not None:
         redact(settings.client_secret.get_secret_value())
     if settings.api_key is not None:
@@ -68,7 +76,8 @@ def configure_logging(settings: Settings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stdout if settings.resolved_log_format() == "json" else sys.stderr)
+    to_stdout = events_on_stdout and settings.resolved_log_format() == "json"
+    handler = logging.StreamHandler(sys.stdout if to_stdout else sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer])
