@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any
 
 import click
 
@@ -16,6 +17,10 @@ from dersync.store.importer import import_file
 
 EXCEPTION_COLUMNS = ("nmi", "part", "level", "code", "detail", "field", "nspConnectionId", "nspDeviceId",
                      "transactionId", "status", "lastSeen")
+#: CSV feeds spreadsheets and scripts: every field an exception has, as in JSON.
+EXCEPTION_CSV_COLUMNS = ("nmi", "part", "level", "code", "title", "detail", "field", "transactionId",
+                         "nspConnectionId", "connectionId", "nspDeviceId", "deviceId", "status", "firstSeen",
+                         "lastSeen", "resolvedAt")
 MAX_PROBLEMS_SHOWN = 50
 
 
@@ -59,7 +64,7 @@ async def do_exceptions(settings: Settings, *, open_only: bool, nmi: str | None,
                         fmt: str) -> int:
     async with open_store(settings) as store:
         rows = await store.list_exceptions(open_only=open_only, nmi=nmi, level=level)
-    render(rows, EXCEPTION_COLUMNS, fmt, title="Validation exceptions")
+    render(rows, fmt, columns=EXCEPTION_COLUMNS, csv_columns=EXCEPTION_CSV_COLUMNS, title="Validation exceptions")
     return 0
 
 
@@ -93,6 +98,10 @@ async def do_status(settings: Settings, fmt: str) -> int:
 # --- reconciliation ------------------------------------------------------------------------------
 
 DRIFT_COLUMNS = ("nmi", "kind", "part", "fields", "detail")
+#: `reconcile` prints the findings it made now; whether --repair may act on each is part of them.
+RECONCILE_CSV_COLUMNS = (*DRIFT_COLUMNS, "repairable")
+#: `drift list` prints stored findings; when and by which reconciliation pass each was found.
+DRIFT_LIST_CSV_COLUMNS = (*DRIFT_COLUMNS, "found_at", "reconcile_pass_id")
 DRY_RUN_COLUMNS = ("nmi", "action", "nmi_details", "installation", "requests", "diff", "problems")
 #: Differences shown per row in a table (all of them are in JSON).
 MAX_DIFFS_SHOWN = 10
@@ -120,16 +129,15 @@ async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, swe
     from dersync.reconcile import reconcile
 
     settings.require_aemo()
-    async with open_store(settings) as store:
-        async with AemoClient(settings) as client:
-            await client.check_credentials()
-            report = await reconcile(
-                settings, store, client,
-                repair=settings.reconcile_repair if repair is None else repair,
-                sweep=[{"installationStage": stage} for stage in sweep], nmi_details=nmi_details,
-            )
+    async with open_store(settings) as store, AemoClient(settings) as client:
+        await client.check_credentials()
+        report = await reconcile(
+            settings, store, client,
+            repair=settings.reconcile_repair if repair is None else repair,
+            sweep=[{"installationStage": stage} for stage in sweep], nmi_details=nmi_details,
+        )
     rows = [f.as_row() for f in report.findings]
-    _render_findings(rows, fmt, title="Drift found by reconciliation")
+    _render_findings(rows, fmt, csv_columns=RECONCILE_CSV_COLUMNS, title="Drift found by reconciliation")
     click.echo(report.line(), err=fmt != "table")
     return 0
 
@@ -141,19 +149,19 @@ async def do_drift_list(settings: Settings, *, nmi: str | None, kind: str | None
         if fmt == "table":
             click.echo("No reconciliation has run yet.")
         else:
-            render([], DRIFT_COLUMNS, fmt)
+            render([], fmt, columns=DRIFT_COLUMNS, csv_columns=DRIFT_LIST_CSV_COLUMNS)
         return 0
     title = f"Drift found by reconciliation pass {last['id']} ({last['status']}, {last['started_at']})"
-    _render_findings(rows, fmt, title=title)
+    _render_findings(rows, fmt, csv_columns=DRIFT_LIST_CSV_COLUMNS, title=title)
     return 0
 
 
-def _render_findings(rows: list[dict[str, Any]], fmt: str, *, title: str) -> None:
+def _render_findings(rows: list[dict[str, Any]], fmt: str, *, csv_columns: Sequence[str], title: str) -> None:
     if fmt == "json":
-        render(rows, DRIFT_COLUMNS, fmt)
+        render(rows, fmt, columns=DRIFT_COLUMNS)
         return
     flat = [{**row, "fields": describe_diffs(row["fields"])} for row in rows]
-    render(flat, DRIFT_COLUMNS, fmt, title=title)
+    render(flat, fmt, columns=DRIFT_COLUMNS, csv_columns=csv_columns, title=title)
 
 
 async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
@@ -161,16 +169,15 @@ async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
     from dersync.reconcile import plan_dry_run
 
     settings.require_aemo()
-    async with open_store(settings) as store:
-        async with AemoClient(settings) as client:
-            await client.check_credentials()
-            rows = await plan_dry_run(settings, store, client)
+    async with open_store(settings) as store, AemoClient(settings) as client:
+        await client.check_credentials()
+        rows = await plan_dry_run(settings, store, client)
     if fmt == "json":
-        render(rows, DRY_RUN_COLUMNS, fmt)
+        render(rows, fmt, columns=DRY_RUN_COLUMNS)
         return 0
     flat = [{**row, "requests": ", ".join(row["requests"]), "diff": describe_diffs(row["diff"]),
              "problems": "\n".join(row["problems"])} for row in rows]
-    render(flat, DRY_RUN_COLUMNS, fmt, title="What the next sync pass would do (dry run: nothing sent)")
+    render(flat, fmt, columns=DRY_RUN_COLUMNS, title="What the next sync pass would do (dry run: nothing sent)")
     if fmt == "table":
         counts: dict[str, int] = {}
         for row in rows:

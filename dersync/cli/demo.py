@@ -90,5 +90,6 @@ def _print_exceptions(rows: list[dict[str, object]]) -> None:
     if not rows:
         console.print("No open exceptions.")
         return
-    render(rows[:SHOWN_EXCEPTIONS], ("nmi", "level", "code", "detail", "nspConnectionId", "transactionId"),
-           "table", title=f"Open exceptions ({len(rows)} in all, first {min(len(rows), SHOWN_EXCEPTIONS)} shown)")
+    render(rows[:SHOWN_EXCEPTIONS], "table",
+           columns=("nmi", "level", "code", "detail", "nspConnectionId", "transactionId"),
+           title=f"Open exceptions ({len(rows)} in all, first {min(len(rows), SHOWN_EXCEPTIONS)} shown)")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,12 +17,17 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def render(rows: Sequence[dict[str, Any]], columns: Sequence[str], fmt: str, title: str | None = None) -> None:
+def render(rows: Sequence[dict[str, Any]], fmt: str, *, columns: Sequence[str],
+           csv_columns: Sequence[str] | None = None, title: str | None = None) -> None:
+    """Rows as a table (`columns`), JSON (every field) or CSV (`csv_columns`, else `columns`).
+
+    The CSV header is the command's, never taken from the rows: a script reading it must find
+    the same columns whether nothing, one row or many matched.
+    """
     if fmt == "json":
         sys.stdout.write(json.dumps(list(rows), indent=2, default=str) + "\n")
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0].keys()) if rows else list(columns),
-                                extrasaction="ignore")
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(csv_columns or columns), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     else:

@@ -60,7 +60,8 @@ async def test_reconcile_then_drift_list(settings: Settings, store: Store, simul
     assert [(r["nmi"], r["kind"], r["fields"]) for r in rows] == [(nmi, "different_at_aemo", found[0]["fields"])]
 
     csv_out = await invoke(["drift", "list", "--format", "csv", "--kind", "different_at_aemo"], env)
-    assert csv_out.stdout.splitlines()[0].startswith("id,") and "approvedCapacity: AEMO 42.0 / store 10.0" in csv_out.stdout
+    assert csv_out.stdout.splitlines()[0] == "nmi,kind,part,fields,detail,found_at,reconcile_pass_id"
+    assert "approvedCapacity: AEMO 42.0 / store 10.0" in csv_out.stdout
     table = await invoke(["drift", "list"], env)
     assert table.exit_code == 0 and nmi in table.stdout
 
