@@ -15,9 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from dersync.store.drift import KINDS
+
 Kind = Literal["missing_at_aemo", "different_at_aemo", "orphan_at_aemo", "conditional_at_aemo"]
 Part = Literal["nmi", "installation"]
-KINDS: tuple[str, ...] = ("missing_at_aemo", "different_at_aemo", "orphan_at_aemo", "conditional_at_aemo")
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ failures surface as `StoreUnavailable` with a readable reason (never a driver tr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -31,7 +32,7 @@ __all__ = [
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Store:
@@ -44,7 +45,7 @@ class Store:
 
     @classmethod
     async def open(cls, database_url: str, *, migrate_schema: bool = True,
-                   busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> "Store":
+                   busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> Store:
         """Connect and migrate; raises StoreUnavailable with the reason if the store is out of reach.
 
         `busy_timeout_seconds` (SQLite only): how long a write waits for another connection's lock.
@@ -134,7 +135,8 @@ class Store:
             return await exceptions.list_exceptions(connection, **filters)
 
     async def status(self) -> dict[str, Any]:
-        """Counts by sync state, open exceptions by level, and the last passes."""
+        """Counts by sync state, open exceptions by level, the latest reconciliation's findings by
+        kind, and the last passes."""
         async with self.transaction() as connection:
             rows = await connection.execute(
                 select(der_record.c.sync_state, func.count()).group_by(der_record.c.sync_state)
@@ -146,6 +148,7 @@ class Store:
                 "records": by_state,
                 "due": due,
                 "open_exceptions": await exceptions.open_counts(connection),
+                "drift": await drift.latest_counts(connection),
                 "last_sync": await passes.last_pass(connection, "sync"),
                 "last_successful_sync": await passes.last_pass(connection, "sync", successful=True),
                 "last_reconcile": await passes.last_pass(connection, "reconcile"),
