@@ -126,8 +126,10 @@ async def ping(connection: AsyncConnection) -> None:
 
 
 def describe_url(url: str) -> str:
-    """The URL without its password: safe for logs and error messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as the operator wrote it (`sqlite:///...`, `postgresql://...`: without the asyncio
+    driver the settings add) and without its password: safe for logs and error messages."""
+    parsed = make_url(url)
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
 
 
 def _reason(exc: BaseException) -> str:

@@ -15,12 +15,13 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+
 from dersync.testing import free_port
 
 CONFIG, UNREACHABLE = 2, 1
@@ -99,14 +100,14 @@ CASES = [
          ("DERSYNC_OAUTH_TOKEN_URL: refusing to send the client secret over plain http",)),
     # --- the store cannot be reached: exit 1 ---------------------------------------------------
     Case("postgres-refuses-connections", {"DERSYNC_DATABASE_URL": "postgresql://dersync:pg-pass-word@127.0.0.1:1/x"},
-         UNREACHABLE, ("store postgresql+asyncpg://dersync:***@127.0.0.1:1/x is unreachable",)),
+         UNREACHABLE, ("store postgresql://dersync:***@127.0.0.1:1/x is unreachable",)),
     Case("sqlite-folder-is-a-file", {"DERSYNC_DATABASE_URL": "sqlite:///{tmp}/a-file/dersync.db"}, UNREACHABLE,
-         ("store sqlite+aiosqlite:///{tmp}/a-file/dersync.db is unreachable: cannot create folder",)),
+         ("store sqlite:///{tmp}/a-file/dersync.db is unreachable: cannot create folder",)),
     Case("sqlite-folder-not-creatable", {"DERSYNC_DATABASE_URL": "sqlite:////proc/dersync-test/dersync.db"},
          UNREACHABLE, ("is unreachable: cannot create folder '/proc/dersync-test'",), commands=SYNC,
          skip_unless="/proc/self"),
     Case("sqlite-folder-not-writable", {"DERSYNC_DATABASE_URL": "sqlite:////proc/dersync-test.db"}, UNREACHABLE,
-         ("store sqlite+aiosqlite:////proc/dersync-test.db is unreachable",), commands=RUN, skip_unless="/proc/self"),
+         ("store sqlite:////proc/dersync-test.db is unreachable",), commands=RUN, skip_unless="/proc/self"),
 ]
 
 
