@@ -25,8 +25,10 @@ MAX_PROBLEMS_SHOWN = 50
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
+async def open_store(settings: Settings, *, create: bool = True) -> AsyncIterator[Store]:
+    """The store; commands that only read pass `create=False` (see `Store.open`)."""
+    store = await Store.open(settings.database_url, create=create,
+                             busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
     try:
         yield store
     finally:
@@ -62,7 +64,7 @@ async def do_sync(settings: Settings) -> int:
 
 async def do_exceptions(settings: Settings, *, open_only: bool, nmi: str | None, level: str | None,
                         fmt: str) -> int:
-    async with open_store(settings) as store:
+    async with open_store(settings, create=False) as store:
         rows = await store.list_exceptions(open_only=open_only, nmi=nmi, level=level)
     render(rows, fmt, columns=EXCEPTION_COLUMNS, csv_columns=EXCEPTION_CSV_COLUMNS, title="Validation exceptions")
     return 0
@@ -71,7 +73,7 @@ async def do_exceptions(settings: Settings, *, open_only: bool, nmi: str | None,
 async def do_status(settings: Settings, fmt: str) -> int:
     import json
 
-    async with open_store(settings) as store:
+    async with open_store(settings, create=False) as store:
         status = await store.status()
     if fmt == "json":
         sys.stdout.write(json.dumps(status, indent=2, default=str) + "\n")
@@ -143,7 +145,7 @@ async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, swe
 
 
 async def do_drift_list(settings: Settings, *, nmi: str | None, kind: str | None, fmt: str) -> int:
-    async with open_store(settings) as store:
+    async with open_store(settings, create=False) as store:
         last, rows = await store.latest_drift(nmi=nmi, kind=kind)
     if last is None:
         if fmt == "table":
@@ -169,7 +171,7 @@ async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
     from dersync.reconcile import plan_dry_run
 
     settings.require_aemo()
-    async with open_store(settings) as store, AemoClient(settings) as client:
+    async with open_store(settings, create=False) as store, AemoClient(settings) as client:
         await client.check_credentials()
         rows = await plan_dry_run(settings, store, client)
     if fmt == "json":

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
 from dersync.store import drift, equipment, exceptions, passes, records
-from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, writer
+from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.exceptions import Finding
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
@@ -44,19 +44,24 @@ class Store:
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    async def open(cls, database_url: str, *, migrate_schema: bool = True,
+    async def open(cls, database_url: str, *, migrate_schema: bool = True, create: bool = True,
                    busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> Store:
         """Connect and migrate; raises StoreUnavailable with the reason if the store is out of reach.
 
-        `busy_timeout_seconds` (SQLite only): how long a write waits for another connection's lock.
+        `create=False` is for commands that only read: where no dersync store exists yet they
+        raise StoreNotFound and create nothing (no folder, file or table), rather than report
+        an empty store that a mistyped URL made. `busy_timeout_seconds` (SQLite only): how long
+        a write waits for another connection's lock.
         """
-        engine = make_engine(database_url, busy_timeout_seconds=busy_timeout_seconds)
-        if migrate_schema:
-            try:
+        engine = make_engine(database_url, busy_timeout_seconds=busy_timeout_seconds, create=create)
+        try:
+            if not create:
+                await require_store(engine)
+            if migrate_schema:
                 await migrate(engine)
-            except BaseException:
-                await engine.dispose()
-                raise
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:

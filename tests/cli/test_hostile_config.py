@@ -198,8 +198,10 @@ def test_debug_adds_the_traceback(tmp_path: Path) -> None:
 
 
 def test_a_creatable_sqlite_folder_is_created(tmp_path: Path) -> None:
-    """A SQLite store in a folder that does not exist yet is no error: the folder is made."""
+    """A SQLite store in a folder that does not exist yet is no error for a command that writes
+    (here `import`): the folder is made. (Read-only commands create nothing: test_read_only.py.)"""
     env = {**VALID, "DERSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/new/deeper/dersync.db"}
-    result = dersync(["status"], env, tmp_path)
+    (tmp_path / "records.jsonl").write_text('{"nmiDetails": {"nmi": "8001000001"}}\n')
+    result = dersync(["import", "records.jsonl"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "new" / "deeper" / "dersync.db").is_file()
