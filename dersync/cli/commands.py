@@ -10,10 +10,12 @@ from typing import Any
 
 import click
 
+from dersync.cli.main import EXIT_FAILED
 from dersync.cli.output import progress_bar, render
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.store.importer import import_file
+from dersync.wording import plural
 
 EXCEPTION_COLUMNS = ("nmi", "part", "level", "code", "detail", "field", "nspConnectionId", "nspDeviceId",
                      "transactionId", "status", "lastSeen")
@@ -45,8 +47,12 @@ async def do_import(settings: Settings, path: Path) -> int:
         click.echo(f"{path}: {problem}", err=True)
     if len(report.problems) > MAX_PROBLEMS_SHOWN:
         click.echo(f"... and {len(report.problems) - MAX_PROBLEMS_SHOWN} more problems", err=True)
-    click.echo(f"Imported {report.stored} records from {path} ({report.lines} lines read, "
-                  f"{len(report.problems)} skipped)")
+    click.echo(f"Imported {plural(report.stored, 'record')} from {path} ({plural(report.lines, 'line')} read, "
+               f"{len(report.problems)} skipped)")
+    failure = report.failure()
+    if failure is not None:
+        click.echo(f"dersync: {path} {failure}", err=True)
+        return EXIT_FAILED
     return 0
 
 
