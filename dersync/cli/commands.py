@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, nullcontext
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
 import click
 
 from dersync.cli.main import EXIT_FAILED
-from dersync.cli.output import progress_bar, render
+from dersync.cli.output import local_time, operator_zone, progress_bar, render, write_json
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.store.importer import import_file
@@ -70,19 +71,20 @@ async def do_sync(settings: Settings) -> int:
 
 async def do_exceptions(settings: Settings, *, open_only: bool, nmi: str | None, level: str | None,
                         fmt: str) -> int:
+    zone = operator_zone(settings)
     async with open_store(settings, create=False) as store:
         rows = await store.list_exceptions(open_only=open_only, nmi=nmi, level=level)
-    render(rows, fmt, columns=EXCEPTION_COLUMNS, csv_columns=EXCEPTION_CSV_COLUMNS, title="Validation exceptions")
+    render(rows, fmt, zone=zone, columns=EXCEPTION_COLUMNS, csv_columns=EXCEPTION_CSV_COLUMNS,
+           title="Validation exceptions")
     return 0
 
 
 async def do_status(settings: Settings, fmt: str) -> int:
-    import json
-
+    zone = operator_zone(settings)
     async with open_store(settings, create=False) as store:
         status = await store.status()
     if fmt == "json":
-        sys.stdout.write(json.dumps(status, indent=2, default=str) + "\n")
+        write_json(status, zone)
         return 0
     records = status["records"]
     click.echo(f"Store: {store.description}")
@@ -91,14 +93,14 @@ async def do_status(settings: Settings, fmt: str) -> int:
     last = status["last_sync"]
     if last:
         summary = last["summary"]
-        click.echo(f"Last sync pass: {last['status']}, started {last['started_at']}, "
+        click.echo(f"Last sync pass: {last['status']}, started {local_time(last['started_at'], zone)}, "
                       + ", ".join(f"{k} {v}" for k, v in summary.items()))
     else:
         click.echo("Last sync pass: none yet")
     last = status.get("last_reconcile")
     if last:
         counts = {k: v for k, v in last["summary"].items() if k.endswith("_at_aemo")}
-        click.echo(f"Last reconciliation: {last['status']}, started {last['started_at']}, "
+        click.echo(f"Last reconciliation: {last['status']}, started {local_time(last['started_at'], zone)}, "
                    + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -137,6 +139,7 @@ async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, swe
     from dersync.reconcile import reconcile
 
     settings.require_aemo()
+    zone = operator_zone(settings)
     async with open_store(settings) as store, AemoClient(settings) as client:
         await client.check_credentials()
         report = await reconcile(
@@ -145,31 +148,34 @@ async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, swe
             sweep=[{"installationStage": stage} for stage in sweep], nmi_details=nmi_details,
         )
     rows = [f.as_row() for f in report.findings]
-    _render_findings(rows, fmt, csv_columns=RECONCILE_CSV_COLUMNS, title="Drift found by reconciliation")
+    _render_findings(rows, fmt, zone=zone, csv_columns=RECONCILE_CSV_COLUMNS, title="Drift found by reconciliation")
     click.echo(report.line(), err=fmt != "table")
     return 0
 
 
 async def do_drift_list(settings: Settings, *, nmi: str | None, kind: str | None, fmt: str) -> int:
+    zone = operator_zone(settings)
     async with open_store(settings, create=False) as store:
         last, rows = await store.latest_drift(nmi=nmi, kind=kind)
     if last is None:
         if fmt == "table":
             click.echo("No reconciliation has run yet.")
         else:
-            render([], fmt, columns=DRIFT_COLUMNS, csv_columns=DRIFT_LIST_CSV_COLUMNS)
+            render([], fmt, zone=zone, columns=DRIFT_COLUMNS, csv_columns=DRIFT_LIST_CSV_COLUMNS)
         return 0
-    title = f"Drift found by reconciliation pass {last['id']} ({last['status']}, {last['started_at']})"
-    _render_findings(rows, fmt, csv_columns=DRIFT_LIST_CSV_COLUMNS, title=title)
+    title = (f"Drift found by reconciliation pass {last['id']} "
+             f"({last['status']}, started {local_time(last['started_at'], zone)})")
+    _render_findings(rows, fmt, zone=zone, csv_columns=DRIFT_LIST_CSV_COLUMNS, title=title)
     return 0
 
 
-def _render_findings(rows: list[dict[str, Any]], fmt: str, *, csv_columns: Sequence[str], title: str) -> None:
+def _render_findings(rows: list[dict[str, Any]], fmt: str, *, zone: tzinfo, csv_columns: Sequence[str],
+                     title: str) -> None:
     if fmt == "json":
-        render(rows, fmt, columns=DRIFT_COLUMNS)
+        render(rows, fmt, zone=zone, columns=DRIFT_COLUMNS)
         return
     flat = [{**row, "fields": describe_diffs(row["fields"])} for row in rows]
-    render(flat, fmt, columns=DRIFT_COLUMNS, csv_columns=csv_columns, title=title)
+    render(flat, fmt, zone=zone, columns=DRIFT_COLUMNS, csv_columns=csv_columns, title=title)
 
 
 async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
@@ -177,15 +183,17 @@ async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
     from dersync.reconcile import plan_dry_run
 
     settings.require_aemo()
+    zone = operator_zone(settings)
     async with open_store(settings, create=False) as store, AemoClient(settings) as client:
         await client.check_credentials()
         rows = await plan_dry_run(settings, store, client)
     if fmt == "json":
-        render(rows, fmt, columns=DRY_RUN_COLUMNS)
+        render(rows, fmt, zone=zone, columns=DRY_RUN_COLUMNS)
         return 0
     flat = [{**row, "requests": ", ".join(row["requests"]), "diff": describe_diffs(row["diff"]),
              "problems": "\n".join(row["problems"])} for row in rows]
-    render(flat, fmt, columns=DRY_RUN_COLUMNS, title="What the next sync pass would do (dry run: nothing sent)")
+    render(flat, fmt, zone=zone, columns=DRY_RUN_COLUMNS,
+           title="What the next sync pass would do (dry run: nothing sent)")
     if fmt == "table":
         counts: dict[str, int] = {}
         for row in rows:

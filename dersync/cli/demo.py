@@ -10,12 +10,13 @@ folder shows the point of change detection: unchanged records cause no requests 
 from __future__ import annotations
 
 import sys
+from datetime import tzinfo
 from importlib import resources
 from pathlib import Path
 
 from rich.table import Table
 
-from dersync.cli.output import console, progress_bar, render
+from dersync.cli.output import console, operator_zone, progress_bar, render
 from dersync.logs import configure_logging
 from dersync.settings import Settings
 from dersync.store import Store
@@ -45,6 +46,7 @@ async def run_demo(records: Path | None = None) -> int:
             log_level="WARNING",
         )
         configure_logging(settings)
+        zone = operator_zone(settings)
         console.print(f"AEMO simulator listening on {sim.url}", markup=False, highlight=False)
         store = await Store.open(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
         try:
@@ -61,7 +63,7 @@ async def run_demo(records: Path | None = None) -> int:
             exceptions = await store.list_exceptions(open_only=True)
         finally:
             await store.close()
-    _print_exceptions(exceptions)
+    _print_exceptions(exceptions, zone)
     console.print("\nRun `dersync demo` again in this folder: unchanged records cause no requests. "
                   f"Inspect with `DERSYNC_DATABASE_URL=sqlite:///{DEMO_DB} dersync exceptions list --open`.",
                   markup=False, highlight=False)
@@ -86,10 +88,10 @@ def _print_summary(counts: dict[str, object]) -> None:
     console.print(table)
 
 
-def _print_exceptions(rows: list[dict[str, object]]) -> None:
+def _print_exceptions(rows: list[dict[str, object]], zone: tzinfo) -> None:
     if not rows:
         console.print("No open exceptions.")
         return
-    render(rows[:SHOWN_EXCEPTIONS], "table",
+    render(rows[:SHOWN_EXCEPTIONS], "table", zone=zone,
            columns=("nmi", "level", "code", "detail", "nspConnectionId", "transactionId"),
            title=f"Open exceptions ({len(rows)} in all, first {min(len(rows), SHOWN_EXCEPTIONS)} shown)")
