@@ -47,7 +47,7 @@ async def do_import(settings: Settings, path: Path) -> int:
     for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
         click.echo(f"{path}: {problem}", err=True)
     if len(report.problems) > MAX_PROBLEMS_SHOWN:
-        click.echo(f"... and {len(report.problems) - MAX_PROBLEMS_SHOWN} more problems", err=True)
+        click.echo(f"... and {plural(len(report.problems) - MAX_PROBLEMS_SHOWN, 'more problem')}", err=True)
     click.echo(f"Imported {plural(report.stored, 'record')} from {path} ({plural(report.lines, 'line')} read, "
                f"{len(report.problems)} skipped)")
     failure = report.failure()
@@ -198,5 +198,5 @@ async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["action"]] = counts.get(row["action"], 0) + 1
-        click.echo(f"{len(rows)} due records: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        click.echo(f"{plural(len(rows), 'due record')}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     return 0

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -57,6 +58,7 @@ from dersync.reconcile.findings import Finding, ReconcileReport
 from dersync.settings import Settings
 from dersync.store import Store, StoredRecord
 from dersync.store.passes import OpenPass
+from dersync.wording import plural
 
 log = structlog.get_logger("dersync.reconcile")
 
@@ -139,7 +141,7 @@ class Reconciler:
             if self.stop.is_set():
                 opened.status = "interrupted"
             elif report.unread:
-                opened.error = f"{report.unread} records could not be read at AEMO"
+                opened.error = f"{plural(report.unread, 'record')} could not be read at AEMO"
             else:
                 opened.status = "ok"
         return report
@@ -228,7 +230,7 @@ class Reconciler:
         diffs = compare_installation(item.installation, held, dict(ids))
         if diffs:
             fixable = any(repairable(d) for d in diffs)
-            detail = f"{len(diffs)} field(s) differ at AEMO"
+            detail = fields_differ(len(diffs))
             if not all(repairable(d) for d in diffs):
                 detail += ("; AEMO holds values or equipment the store does not send, which a push "
                            "cannot remove (AEMO's PUT updates or adds): resolve them with AEMO")
@@ -237,8 +239,9 @@ class Reconciler:
         if conditional:
             findings.append(Finding(
                 item.nmi, "conditional_at_aemo", "installation", conditional,
-                f"AEMO holds {len(conditional)} connection(s)/device(s) at stage Conditional (second-level "
-                f"validation); see `dersync exceptions list --level second --nmi {item.nmi}`"))
+                f"AEMO holds {plural(len(conditional), 'connection or device', 'connections or devices')} at stage "
+                "Conditional (second-level validation); see "
+                f"`dersync exceptions list --level second --nmi {item.nmi}`"))
         return findings
 
     async def _nmi_findings(self, item: Expected, unread: set[str]) -> list[Finding]:
@@ -261,7 +264,7 @@ class Reconciler:
         diffs = compare_nmi_details(item.nmi_details, response.data)
         if not diffs:
             return []
-        return [Finding(item.nmi, "different_at_aemo", "nmi", diffs, f"{len(diffs)} field(s) differ at AEMO",
+        return [Finding(item.nmi, "different_at_aemo", "nmi", diffs, fields_differ(len(diffs)),
                         any(repairable(d) for d in diffs))]
 
     # --- sweeping for orphans ---------------------------------------------------------------------
@@ -336,8 +339,13 @@ def _orphan(nmi: str, held: Mapping[str, Any], why: str) -> Finding:
         for c in connections
     ]
     return Finding(nmi, "orphan_at_aemo", "installation", fields,
-                   f"AEMO holds an installation ({len(connections)} AC connection(s)) for this NMI: {why}; "
+                   f"AEMO holds an installation ({plural(len(connections), 'AC connection')}) for this NMI: {why}; "
                    "reported only, never changed")
+
+
+def fields_differ(count: int) -> str:
+    """`1 field differs at AEMO`, `3 fields differ at AEMO`."""
+    return f"{plural(count, 'field')} {'differs' if count == 1 else 'differ'} at AEMO"
 
 
 def _total_pages(response: Any) -> int:

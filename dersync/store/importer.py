@@ -189,7 +189,8 @@ def to_input_row(item: Any) -> InputRow | str:
         return f"expected a JSON object, got {type(item).__name__}; skipped"
     unknown = sorted(set(item) - set(PARTS))
     if unknown:
-        return f"unknown key(s) {', '.join(map(repr, unknown))} (expected nmiDetails and/or installation); skipped"
+        return (f"unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(map(repr, unknown))} "
+                "(expected nmiDetails and/or installation); skipped")
     if not item:
         return "neither nmiDetails nor installation is present; skipped"
     nmi = _nmi_of(item)

@@ -58,7 +58,7 @@ async def test_import_exit_code_says_whether_the_file_was_taken_in(
 
     assert result.exit_code == exit_code, result.output
     assert len(await stored_nmis(url)) == stored
-    assert f"Imported {stored} record" in result.stdout
+    assert f"Imported {stored} record{'' if stored == 1 else 's'} from " in result.stdout
     assert all(line.startswith((f"{path}: ", "dersync: ", "... and ")) for line in result.stderr.splitlines()), (
         result.stderr)
     if last_line is None:

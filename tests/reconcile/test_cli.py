@@ -81,7 +81,7 @@ async def test_sync_dry_run_prints_the_plan(settings: Settings, store: Store, si
     assert row["nmi"] == nmi and row["action"] == "update"
     assert row["diff"] == [{"part": "installation", "path": "approvedCapacity", "store": 11.0, "aemo": 10.0}]
     table = await invoke(["sync", "--dry-run"], environment(settings))
-    assert table.exit_code == 0 and "1 due records: 1 update" in table.stdout
+    assert table.exit_code == 0 and "1 due record: 1 update" in table.stdout
     assert simulator.state.count(method="PUT") == 0
     assert simulator.state.installations[nmi]["approvedCapacity"] == 10.0
     assert (await store.status())["due"] == 1
