@@ -9,6 +9,7 @@ masked wherever they occur, and fields whose names look secret are masked whatev
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
@@ -17,7 +18,14 @@ import structlog
 
 from dersync.settings import Settings
 
-_SECRET_NAMES = ("secret", "password", "token", "authorization", "apikey", "api_key")
+#: A field whose name ends with one of these words holds a secret (`access_token`, `client_secret`,
+#: `db_password`, `Authorization`, `x-apikey`)...
+_SECRET_WORDS = frozenset({"token", "tokens", "secret", "secrets", "password", "passwords", "passwd",
+                           "authorization", "apikey", "credential", "credentials"})
+#: ...or with one of these pairs (`api_key`, APIM's `subscription-key`). Only the ending counts:
+#: `oauth_token_url`, `token_refreshes` and `secret_file` name a URL, a counter and a path, which
+#: admins need to read (the simulator's own token URL was logged as "***").
+_SECRET_PAIRS = frozenset({("api", "key"), ("subscription", "key"), ("private", "key"), ("access", "key")})
 _secrets: set[str] = set()
 MASK = "***"
 
@@ -36,9 +44,16 @@ def _mask(value: Any) -> Any:
     return value
 
 
+def is_secret_field(name: str) -> bool:
+    """Whether a field of this name holds a secret, judged by the last word(s) of the name
+    (snake_case, kebab-case or camelCase)."""
+    words = re.findall(r"[a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return bool(words) and (words[-1] in _SECRET_WORDS or tuple(words[-2:]) in _SECRET_PAIRS)
+
+
 def scrub_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
-        if any(marker in key.lower() for marker in _SECRET_NAMES) and key != "token_refreshes":
+        if is_secret_field(key):
             event[key] = MASK
         else:
             event[key] = _mask(event[key])
