@@ -190,7 +190,20 @@ async def run_command(ctx: Context) -> int:
 @run_async
 async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rate_limit: int,
                     fault_rate: float, latency: float, state_file: str | None, response_shape: str) -> int:
-    """Run the project's AEMO simulator (OAuth, NMI and Installation APIs) for testing."""
+    """Run the project's AEMO simulator (OAuth, NMI and Installation APIs) for testing.
+
+    It accepts client id dersync-demo with secret demo-secret, and any participant id (any
+    non-empty X-initiatingParticipantID). Point dersync at it from another shell (with the
+    --host and --port given here):
+
+    \b
+      export DERSYNC_OAUTH_TOKEN_URL=http://127.0.0.1:8085/oauth/v1/token
+      export DERSYNC_NMI_API_URL=http://127.0.0.1:8085/wem/v1/der-register
+      export DERSYNC_INSTALLATION_API_URL=http://127.0.0.1:8085/v2/der-register
+      export DERSYNC_CLIENT_ID=dersync-demo DERSYNC_CLIENT_SECRET=demo-secret
+      export DERSYNC_PARTICIPANT_ID=MYNSP
+      dersync import records.jsonl && dersync sync --once
+    """
     from dersync.mock import SimulatorConfig, serve_forever
 
     configure_logging(Settings(log_format=None))
