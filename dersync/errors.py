@@ -7,7 +7,7 @@ a client bug such as 405/411/415) with a one-line reason.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class DersyncError(Exception):
@@ -24,6 +24,11 @@ class ConfigError(DersyncError):
 
 class StoreUnavailable(DersyncError):
     """The local store cannot be reached or is locked beyond the wait we allow."""
+
+
+class StoreNotFound(StoreUnavailable):
+    """No dersync store where the settings point. Read-only commands report this instead of
+    creating one: a typo in DERSYNC_DATABASE_URL must not look like an empty store."""
 
 
 class AemoError(DersyncError):

@@ -36,8 +36,11 @@ import math
 import os
 import random
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+
+from dersync.wording import plural
 
 FLAVOURS: tuple[str, ...] = ("valid", "flagged", "local_invalid", "first_level", "installation_only")
 
@@ -399,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("count must be >= 0")
     written = write_jsonl(args.out, sample_records(args.count, seed=args.seed, mix=not args.no_mix))
     if args.out != "-":
-        print(f"wrote {written} records to {args.out}", file=sys.stderr)
+        print(f"wrote {plural(written, 'record')} to {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, nullcontext
+from datetime import tzinfo
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any
 
 import click
 
-from dersync.cli.output import progress_bar, render
+from dersync.cli.main import EXIT_FAILED
+from dersync.cli.output import local_time, operator_zone, progress_bar, render, write_json
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.store.importer import import_file
+from dersync.wording import plural
 
 EXCEPTION_COLUMNS = ("nmi", "part", "level", "code", "detail", "field", "nspConnectionId", "nspDeviceId",
                      "transactionId", "status", "lastSeen")
+#: CSV feeds spreadsheets and scripts: every field an exception has, as in JSON.
+EXCEPTION_CSV_COLUMNS = ("nmi", "part", "level", "code", "title", "detail", "field", "transactionId",
+                         "nspConnectionId", "connectionId", "nspDeviceId", "deviceId", "status", "firstSeen",
+                         "lastSeen", "resolvedAt")
 MAX_PROBLEMS_SHOWN = 50
 
 
 @asynccontextmanager
-async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    store = await Store.open(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
+async def open_store(settings: Settings, *, create: bool = True) -> AsyncIterator[Store]:
+    """The store; commands that only read pass `create=False` (see `Store.open`)."""
+    store = await Store.open(settings.database_url, create=create,
+                             busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
     try:
         yield store
     finally:
@@ -37,9 +47,13 @@ async def do_import(settings: Settings, path: Path) -> int:
     for problem in report.problems[:MAX_PROBLEMS_SHOWN]:
         click.echo(f"{path}: {problem}", err=True)
     if len(report.problems) > MAX_PROBLEMS_SHOWN:
-        click.echo(f"... and {len(report.problems) - MAX_PROBLEMS_SHOWN} more problems", err=True)
-    click.echo(f"Imported {report.stored} records from {path} ({report.lines} lines read, "
-                  f"{len(report.problems)} skipped)")
+        click.echo(f"... and {plural(len(report.problems) - MAX_PROBLEMS_SHOWN, 'more problem')}", err=True)
+    click.echo(f"Imported {plural(report.stored, 'record')} from {path} ({plural(report.lines, 'line')} read, "
+               f"{len(report.problems)} skipped)")
+    failure = report.failure()
+    if failure is not None:
+        click.echo(f"dersync: {path} {failure}", err=True)
+        return EXIT_FAILED
     return 0
 
 
@@ -57,19 +71,20 @@ async def do_sync(settings: Settings) -> int:
 
 async def do_exceptions(settings: Settings, *, open_only: bool, nmi: str | None, level: str | None,
                         fmt: str) -> int:
-    async with open_store(settings) as store:
+    zone = operator_zone(settings)
+    async with open_store(settings, create=False) as store:
         rows = await store.list_exceptions(open_only=open_only, nmi=nmi, level=level)
-    render(rows, EXCEPTION_COLUMNS, fmt, title="Validation exceptions")
+    render(rows, fmt, zone=zone, columns=EXCEPTION_COLUMNS, csv_columns=EXCEPTION_CSV_COLUMNS,
+           title="Validation exceptions")
     return 0
 
 
 async def do_status(settings: Settings, fmt: str) -> int:
-    import json
-
-    async with open_store(settings) as store:
+    zone = operator_zone(settings)
+    async with open_store(settings, create=False) as store:
         status = await store.status()
     if fmt == "json":
-        sys.stdout.write(json.dumps(status, indent=2, default=str) + "\n")
+        write_json(status, zone)
         return 0
     records = status["records"]
     click.echo(f"Store: {store.description}")
@@ -78,14 +93,14 @@ async def do_status(settings: Settings, fmt: str) -> int:
     last = status["last_sync"]
     if last:
         summary = last["summary"]
-        click.echo(f"Last sync pass: {last['status']}, started {last['started_at']}, "
+        click.echo(f"Last sync pass: {last['status']}, started {local_time(last['started_at'], zone)}, "
                       + ", ".join(f"{k} {v}" for k, v in summary.items()))
     else:
         click.echo("Last sync pass: none yet")
     last = status.get("last_reconcile")
     if last:
         counts = {k: v for k, v in last["summary"].items() if k.endswith("_at_aemo")}
-        click.echo(f"Last reconciliation: {last['status']}, started {last['started_at']}, "
+        click.echo(f"Last reconciliation: {last['status']}, started {local_time(last['started_at'], zone)}, "
                    + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
@@ -93,6 +108,10 @@ async def do_status(settings: Settings, fmt: str) -> int:
 # --- reconciliation ------------------------------------------------------------------------------
 
 DRIFT_COLUMNS = ("nmi", "kind", "part", "fields", "detail")
+#: `reconcile` prints the findings it made now; whether --repair may act on each is part of them.
+RECONCILE_CSV_COLUMNS = (*DRIFT_COLUMNS, "repairable")
+#: `drift list` prints stored findings; when and by which reconciliation pass each was found.
+DRIFT_LIST_CSV_COLUMNS = (*DRIFT_COLUMNS, "found_at", "reconcile_pass_id")
 DRY_RUN_COLUMNS = ("nmi", "action", "nmi_details", "installation", "requests", "diff", "problems")
 #: Differences shown per row in a table (all of them are in JSON).
 MAX_DIFFS_SHOWN = 10
@@ -120,40 +139,43 @@ async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, swe
     from dersync.reconcile import reconcile
 
     settings.require_aemo()
-    async with open_store(settings) as store:
-        async with AemoClient(settings) as client:
-            await client.check_credentials()
-            report = await reconcile(
-                settings, store, client,
-                repair=settings.reconcile_repair if repair is None else repair,
-                sweep=[{"installationStage": stage} for stage in sweep], nmi_details=nmi_details,
-            )
+    zone = operator_zone(settings)
+    async with open_store(settings) as store, AemoClient(settings) as client:
+        await client.check_credentials()
+        report = await reconcile(
+            settings, store, client,
+            repair=settings.reconcile_repair if repair is None else repair,
+            sweep=[{"installationStage": stage} for stage in sweep], nmi_details=nmi_details,
+        )
     rows = [f.as_row() for f in report.findings]
-    _render_findings(rows, fmt, title="Drift found by reconciliation")
+    _render_findings(rows, fmt, zone=zone, csv_columns=RECONCILE_CSV_COLUMNS, title="Drift found by reconciliation")
     click.echo(report.line(), err=fmt != "table")
     return 0
 
 
 async def do_drift_list(settings: Settings, *, nmi: str | None, kind: str | None, fmt: str) -> int:
-    async with open_store(settings) as store:
+    zone = operator_zone(settings)
+    async with open_store(settings, create=False) as store:
         last, rows = await store.latest_drift(nmi=nmi, kind=kind)
     if last is None:
         if fmt == "table":
             click.echo("No reconciliation has run yet.")
         else:
-            render([], DRIFT_COLUMNS, fmt)
+            render([], fmt, zone=zone, columns=DRIFT_COLUMNS, csv_columns=DRIFT_LIST_CSV_COLUMNS)
         return 0
-    title = f"Drift found by reconciliation pass {last['id']} ({last['status']}, {last['started_at']})"
-    _render_findings(rows, fmt, title=title)
+    title = (f"Drift found by reconciliation pass {last['id']} "
+             f"({last['status']}, started {local_time(last['started_at'], zone)})")
+    _render_findings(rows, fmt, zone=zone, csv_columns=DRIFT_LIST_CSV_COLUMNS, title=title)
     return 0
 
 
-def _render_findings(rows: list[dict[str, Any]], fmt: str, *, title: str) -> None:
+def _render_findings(rows: list[dict[str, Any]], fmt: str, *, zone: tzinfo, csv_columns: Sequence[str],
+                     title: str) -> None:
     if fmt == "json":
-        render(rows, DRIFT_COLUMNS, fmt)
+        render(rows, fmt, zone=zone, columns=DRIFT_COLUMNS)
         return
     flat = [{**row, "fields": describe_diffs(row["fields"])} for row in rows]
-    render(flat, DRIFT_COLUMNS, fmt, title=title)
+    render(flat, fmt, zone=zone, columns=DRIFT_COLUMNS, csv_columns=csv_columns, title=title)
 
 
 async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
@@ -161,19 +183,20 @@ async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
     from dersync.reconcile import plan_dry_run
 
     settings.require_aemo()
-    async with open_store(settings) as store:
-        async with AemoClient(settings) as client:
-            await client.check_credentials()
-            rows = await plan_dry_run(settings, store, client)
+    zone = operator_zone(settings)
+    async with open_store(settings, create=False) as store, AemoClient(settings) as client:
+        await client.check_credentials()
+        rows = await plan_dry_run(settings, store, client)
     if fmt == "json":
-        render(rows, DRY_RUN_COLUMNS, fmt)
+        render(rows, fmt, zone=zone, columns=DRY_RUN_COLUMNS)
         return 0
     flat = [{**row, "requests": ", ".join(row["requests"]), "diff": describe_diffs(row["diff"]),
              "problems": "\n".join(row["problems"])} for row in rows]
-    render(flat, DRY_RUN_COLUMNS, fmt, title="What the next sync pass would do (dry run: nothing sent)")
+    render(flat, fmt, zone=zone, columns=DRY_RUN_COLUMNS,
+           title="What the next sync pass would do (dry run: nothing sent)")
     if fmt == "table":
         counts: dict[str, int] = {}
         for row in rows:
             counts[row["action"]] = counts.get(row["action"], 0) + 1
-        click.echo(f"{len(rows)} due records: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        click.echo(f"{plural(len(rows), 'due record')}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     return 0

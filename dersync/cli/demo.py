@@ -10,16 +10,19 @@ folder shows the point of change detection: unchanged records cause no requests 
 from __future__ import annotations
 
 import sys
+from datetime import tzinfo
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
-from dersync.cli.output import console, progress_bar, render
+from dersync.cli.output import console, operator_zone, progress_bar, render
 from dersync.logs import configure_logging
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.store.importer import import_file
+from dersync.wording import plural
 
 DEMO_DB = Path("dersync-demo.db")
 DEMO_AEMO_STATE = Path("dersync-demo-aemo.json")
@@ -37,31 +40,38 @@ async def run_demo(records: Path | None = None) -> int:
 
     records = records or bundled_records()
     sim_config = SimulatorConfig(state_file=str(DEMO_AEMO_STATE), participant_id=DEMO_PARTICIPANT)
+    local: dict[str, Any] = {"database_url": f"sqlite:///{DEMO_DB}", "log_format": "console", "log_level": "WARNING"}
+    # Before the simulator starts, whose events would otherwise reach stdout through structlog's
+    # default logger, in the middle of the demo's output.
+    configure_logging(Settings(**local))
+    zone = operator_zone(Settings(**local))
     async with run_simulator(sim_config) as sim:
-        settings = Settings(
-            database_url=f"sqlite:///{DEMO_DB}",
-            **sim.client_settings(),
-            log_format="console",
-            log_level="WARNING",
-        )
-        configure_logging(settings)
+        settings = Settings(**local, **sim.client_settings())
         console.print(f"AEMO simulator listening on {sim.url}", markup=False, highlight=False)
         store = await Store.open(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
         try:
             report = await import_file(store, records)
-            console.print(f"Imported {report.stored} records from {records.name} into {DEMO_DB} "
-                          f"({len(report.problems)} lines skipped)", markup=False, highlight=False)
+            console.print(f"Imported {plural(report.stored, 'record')} from {records.name} into {DEMO_DB} "
+                          f"({plural(len(report.problems), 'line')} skipped)", markup=False, highlight=False)
             bar, update = progress_bar("Syncing with AEMO", sys.stdout.isatty())
             if bar is not None:
                 with bar:
                     summary = await sync_once(settings, store, progress=update)
             else:
                 summary = await sync_once(settings, store, progress=update)
-            _print_summary(summary.as_dict())
+            if summary.records:
+                _print_summary(summary.as_dict())
+            else:
+                # Nothing was due, so the pass looked at nothing: a table of zeros would read
+                # as if the records had vanished. Say what happened instead.
+                held = sum((await store.status())["records"].values())
+                sent = "no requests sent" if not summary.requests else f"{plural(summary.requests, 'request')} sent"
+                console.print(f"{plural(held, 'record')} unchanged since the last run: {sent}",
+                              markup=False, highlight=False)
             exceptions = await store.list_exceptions(open_only=True)
         finally:
             await store.close()
-    _print_exceptions(exceptions)
+    _print_exceptions(exceptions, zone)
     console.print("\nRun `dersync demo` again in this folder: unchanged records cause no requests. "
                   f"Inspect with `DERSYNC_DATABASE_URL=sqlite:///{DEMO_DB} dersync exceptions list --open`.",
                   markup=False, highlight=False)
@@ -86,9 +96,10 @@ def _print_summary(counts: dict[str, object]) -> None:
     console.print(table)
 
 
-def _print_exceptions(rows: list[dict[str, object]]) -> None:
+def _print_exceptions(rows: list[dict[str, object]], zone: tzinfo) -> None:
     if not rows:
         console.print("No open exceptions.")
         return
-    render(rows[:SHOWN_EXCEPTIONS], ("nmi", "level", "code", "detail", "nspConnectionId", "transactionId"),
-           "table", title=f"Open exceptions ({len(rows)} in all, first {min(len(rows), SHOWN_EXCEPTIONS)} shown)")
+    render(rows[:SHOWN_EXCEPTIONS], "table", zone=zone,
+           columns=("nmi", "level", "code", "detail", "nspConnectionId", "transactionId"),
+           title=f"Open exceptions ({len(rows)} in all, first {min(len(rows), SHOWN_EXCEPTIONS)} shown)")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import click
 
@@ -28,9 +29,10 @@ class Context:
         self.config = config
         self.debug = debug
 
-    def settings(self, **overrides: Any) -> Settings:
+    def settings(self, *, events_on_stdout: bool = False, **overrides: Any) -> Settings:
+        """The settings, with logging set up for them (see `configure_logging` for the stream)."""
         settings = load_settings(self.config, **overrides)
-        configure_logging(settings)
+        configure_logging(settings, events_on_stdout=events_on_stdout)
         return settings
 
 
@@ -56,7 +58,7 @@ def run_async(func: Callable[..., Awaitable[int | None]]) -> Callable[..., None]
         except KeyboardInterrupt:
             click.echo("dersync: interrupted", err=True)
             sys.exit(130)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence for operators
+        except Exception as exc:  # the last line of defence for operators
             if ctx.debug:
                 raise
             click.echo(f"dersync: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
@@ -89,7 +91,8 @@ async def import_command(ctx: Context, path: Path) -> int:
 
 @cli.command("sync")
 @click.option("--once", is_flag=True, default=True, help="Run one full pass and exit (the default).")
-@click.option("--dry-run", is_flag=True, help="Print what the pass would do to each due record (reads AEMO, writes nothing).")
+@click.option("--dry-run", is_flag=True,
+              help="Print what the pass would do to each due record (reads AEMO, writes nothing).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               help="Output of --dry-run.")
 @run_async
@@ -172,7 +175,7 @@ async def run_command(ctx: Context) -> int:
     """Run the daemon: scheduled sync and reconciliation, admin endpoints; stop with SIGTERM."""
     from dersync.daemon import Service
 
-    return await Service(ctx.settings()).run()
+    return await Service(ctx.settings(events_on_stdout=True)).run()
 
 
 @cli.command("mock-aemo")
@@ -187,7 +190,20 @@ async def run_command(ctx: Context) -> int:
 @run_async
 async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rate_limit: int,
                     fault_rate: float, latency: float, state_file: str | None, response_shape: str) -> int:
-    """Run the project's AEMO simulator (OAuth, NMI and Installation APIs) for testing."""
+    """Run the project's AEMO simulator (OAuth, NMI and Installation APIs) for testing.
+
+    It accepts client id dersync-demo with secret demo-secret, and any participant id (any
+    non-empty X-initiatingParticipantID). Point dersync at it from another shell (with the
+    --host and --port given here):
+
+    \b
+      export DERSYNC_OAUTH_TOKEN_URL=http://127.0.0.1:8085/oauth/v1/token
+      export DERSYNC_NMI_API_URL=http://127.0.0.1:8085/wem/v1/der-register
+      export DERSYNC_INSTALLATION_API_URL=http://127.0.0.1:8085/v2/der-register
+      export DERSYNC_CLIENT_ID=dersync-demo DERSYNC_CLIENT_SECRET=demo-secret
+      export DERSYNC_PARTICIPANT_ID=MYNSP
+      dersync import records.jsonl && dersync sync --once
+    """
     from dersync.mock import SimulatorConfig, serve_forever
 
     configure_logging(Settings(log_format=None))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dersync.vocabulary import DriftKind, Part
+from dersync.wording import plural
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ class ReconcileReport:
 
     def line(self) -> str:
         c = self.counts
-        return (f"{self.compared} records compared: {c['missing_at_aemo']} missing at AEMO, "
+        return (f"{plural(self.compared, 'record')} compared: {c['missing_at_aemo']} missing at AEMO, "
                 f"{c['different_at_aemo']} different, {c['orphan_at_aemo']} orphan, "
                 f"{c['conditional_at_aemo']} Conditional; {self.marked_due} marked due for repair; "
                 f"{self.skipped_invalid} invalid locally, {self.skipped_rejected} rejected by AEMO, "
-                f"{self.unread} unread; {self.requests} requests, {self.seconds} s")
+                f"{self.unread} unread; {plural(self.requests, 'request')}, {self.seconds} s")

@@ -40,8 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import structlog
 
@@ -60,6 +61,7 @@ from dersync.settings import Settings
 from dersync.store import Store, StoredRecord
 from dersync.store.passes import OpenPass
 from dersync.vocabulary import DriftKind, Part, PassKind, PassStatus
+from dersync.wording import plural
 
 log = structlog.get_logger("dersync.reconcile")
 
@@ -145,7 +147,7 @@ class Reconciler:
             if self.stop.is_set():
                 opened.status = PassStatus.INTERRUPTED
             elif report.unread:
-                opened.error = f"{report.unread} records could not be read at AEMO"
+                opened.error = f"{plural(report.unread, 'record')} could not be read at AEMO"
             else:
                 opened.status = PassStatus.OK
         return report
@@ -234,7 +236,7 @@ class Reconciler:
         diffs = compare_installation(item.installation, held, dict(ids))
         if diffs:
             fixable = any(repairable(d) for d in diffs)
-            detail = f"{len(diffs)} field(s) differ at AEMO"
+            detail = fields_differ(len(diffs))
             if not all(repairable(d) for d in diffs):
                 detail += ("; AEMO holds values or equipment the store does not send, which a push "
                            "cannot remove (AEMO's PUT updates or adds): resolve them with AEMO")
@@ -243,8 +245,9 @@ class Reconciler:
         if conditional:
             findings.append(DriftFinding(
                 item.nmi, DriftKind.CONDITIONAL_AT_AEMO, Part.INSTALLATION, conditional,
-                f"AEMO holds {len(conditional)} connection(s)/device(s) at stage Conditional (second-level "
-                f"validation); see `dersync exceptions list --level second --nmi {item.nmi}`"))
+                f"AEMO holds {plural(len(conditional), 'connection or device', 'connections or devices')} at stage "
+                "Conditional (second-level validation); see "
+                f"`dersync exceptions list --level second --nmi {item.nmi}`"))
         return findings
 
     async def _nmi_findings(self, item: Expected, unread: set[str]) -> list[DriftFinding]:
@@ -267,7 +270,7 @@ class Reconciler:
         diffs = compare_nmi_details(item.nmi_details, response.data)
         if not diffs:
             return []
-        return [DriftFinding(item.nmi, DriftKind.DIFFERENT_AT_AEMO, Part.NMI, diffs, f"{len(diffs)} field(s) differ at AEMO",
+        return [DriftFinding(item.nmi, DriftKind.DIFFERENT_AT_AEMO, Part.NMI, diffs, fields_differ(len(diffs)),
                         any(repairable(d) for d in diffs))]
 
     # --- sweeping for orphans ---------------------------------------------------------------------
@@ -330,8 +333,13 @@ def _orphan(nmi: str, held: Mapping[str, Any], why: str) -> DriftFinding:
         for c in connections
     ]
     return DriftFinding(nmi, DriftKind.ORPHAN_AT_AEMO, Part.INSTALLATION, fields,
-                   f"AEMO holds an installation ({len(connections)} AC connection(s)) for this NMI: {why}; "
-                   "reported only, never changed")
+                        f"AEMO holds an installation ({plural(len(connections), 'AC connection')}) for this NMI: "
+                        f"{why}; reported only, never changed")
+
+
+def fields_differ(count: int) -> str:
+    """`1 field differs at AEMO`, `3 fields differ at AEMO`."""
+    return f"{plural(count, 'field')} {'differs' if count == 1 else 'differ'} at AEMO"
 
 
 def _requests(client: AemoClient) -> int:

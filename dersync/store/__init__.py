@@ -7,9 +7,10 @@ failures surface as `StoreUnavailable` with a readable reason (never a driver tr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
 from dersync.store import drift, equipment, lease, passes, records, validation_exceptions
-from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, writer
+from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.validation_exceptions import ValidationException
 from dersync.store.lease import Fence, LeaseRow
@@ -32,7 +33,7 @@ __all__ = [
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Store:
@@ -44,19 +45,24 @@ class Store:
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    async def open(cls, database_url: str, *, migrate_schema: bool = True,
-                   busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> "Store":
+    async def open(cls, database_url: str, *, migrate_schema: bool = True, create: bool = True,
+                   busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> Store:
         """Connect and migrate; raises StoreUnavailable with the reason if the store is out of reach.
 
-        `busy_timeout_seconds` (SQLite only): how long a write waits for another connection's lock.
+        `create=False` is for commands that only read: where no dersync store exists yet they
+        raise StoreNotFound and create nothing (no folder, file or table), rather than report
+        an empty store that a mistyped URL made. `busy_timeout_seconds` (SQLite only): how long
+        a write waits for another connection's lock.
         """
-        engine = make_engine(database_url, busy_timeout_seconds=busy_timeout_seconds)
-        if migrate_schema:
-            try:
+        engine = make_engine(database_url, busy_timeout_seconds=busy_timeout_seconds, create=create)
+        try:
+            if not create:
+                await require_store(engine)
+            if migrate_schema:
                 await migrate(engine)
-            except BaseException:
-                await engine.dispose()
-                raise
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:
@@ -166,7 +172,8 @@ class Store:
             return await validation_exceptions.list_exceptions(connection, **filters)
 
     async def status(self) -> dict[str, Any]:
-        """Counts by sync state, open exceptions by level, and the last passes."""
+        """Counts by sync state, open exceptions by level, the latest reconciliation's findings by
+        kind, and the last passes."""
         async with self.transaction() as connection:
             rows = await connection.execute(
                 select(der_record.c.sync_state, func.count()).group_by(der_record.c.sync_state)
@@ -178,6 +185,7 @@ class Store:
                 "records": by_state,
                 "due": due,
                 "open_exceptions": await validation_exceptions.open_counts(connection),
+                "drift": await drift.latest_counts(connection),
                 "last_sync": await passes.last_pass(connection, "sync"),
                 "last_successful_sync": await passes.last_pass(connection, "sync", successful=True),
                 "last_reconcile": await passes.last_pass(connection, "reconcile"),

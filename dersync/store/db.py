@@ -10,16 +10,17 @@ import functools
 import os
 import socket
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from dersync.errors import StoreUnavailable
+from dersync.errors import StoreNotFound, StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: How long a writer waits for SQLite's lock before the store counts as unavailable (the default
@@ -30,19 +31,22 @@ SQLITE_BUSY_SECONDS = 30.0
 MIGRATION_LOCK_KEY = 0x444552534D494752
 #: How this process names itself to PostgreSQL (at most 63 characters are kept).
 APPLICATION_NAME = f"dersync {socket.gethostname()[:40]} pid {os.getpid()}"
+#: Tables whose presence makes a database a dersync store (the migrations' own and the records').
+STORE_TABLES = frozenset({"alembic_version", "der_record"})
 
 
-def make_engine(url: str, *, pool_size: int = 10,
-                busy_timeout_seconds: float = SQLITE_BUSY_SECONDS) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, busy_timeout_seconds: float = SQLITE_BUSY_SECONDS,
+                create: bool = True) -> AsyncEngine:
     """An async engine tuned for the database behind `url`.
 
     `busy_timeout_seconds` (SQLite only) is how long a writer waits for another connection's
-    lock before the store counts as unavailable.
+    lock before the store counts as unavailable. With `create` a SQLite file's folder and the
+    file are made here; without it nothing is (see `require_store`).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        if database and database != ":memory:":
+        if create and database and database != ":memory:":
             folder = Path(database).parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,38 @@ def _open_sqlite_file(url: str, database: str) -> None:
     instead, synchronously, the failure is one clean line."""
     try:
         sqlite3.connect(database).close()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"store {describe_url(url)} is unreachable: {exc}") from None
+
+
+async def require_store(engine: AsyncEngine) -> None:
+    """Raise StoreNotFound unless the database already holds dersync's tables; writes nothing.
+
+    A SQLite file is looked at through a read-only connection of its own, before the engine's
+    first connection would switch it to WAL (a write, and new files beside it).
+    """
+    url = str(engine.url)
+    if engine.dialect.name == "sqlite":
+        tables = _sqlite_tables(url, make_url(url).database or "")
+    else:
+        try:
+            async with engine.connect() as connection:
+                tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise StoreUnavailable(f"store {describe_url(url)} is unreachable: {_reason(exc)}") from None
+    if not tables >= STORE_TABLES:
+        raise StoreNotFound(f"no store at {describe_url(url)} (DERSYNC_DATABASE_URL): "
+                            "nothing has been imported or synced there yet")
+
+
+def _sqlite_tables(url: str, database: str) -> set[str]:
+    """The tables of an existing SQLite file (none when there is no file), opened read-only."""
+    path = Path(database)
+    if not path.is_file():
+        return set()
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"store {describe_url(url)} is unreachable: {exc}") from None
 
@@ -133,8 +169,10 @@ async def ping(connection: AsyncConnection) -> None:
 
 
 def describe_url(url: str) -> str:
-    """The URL without its password: safe for logs and error messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as the operator wrote it (`sqlite:///...`, `postgresql://...`: without the asyncio
+    driver the settings add) and without its password: safe for logs and error messages."""
+    parsed = make_url(url)
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
 
 
 def _reason(exc: BaseException) -> str:

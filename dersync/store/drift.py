@@ -8,14 +8,19 @@ Reads stream in NMI order with keyset batches (one short read per batch, flat me
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import and_, delete, desc, or_, select, update
+from sqlalchemy import and_, delete, desc, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.store.records import COLUMNS, StoredRecord, nmi_batches
 from dersync.store.tables import der_record, drift_finding, equipment_id, sync_pass
+from dersync.vocabulary import DriftKind, PassKind, PassStatus, values
+
+#: A reconcile pass whose findings are complete: a running one may have written only some batches.
+_FINISHED_RECONCILE = and_(sync_pass.c.kind == PassKind.RECONCILE, sync_pass.c.status != PassStatus.RUNNING)
 
 
 def record_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
@@ -67,7 +72,7 @@ async def latest_findings(connection: AsyncConnection, *, nmi: str | None = None
     row = (await connection.execute(
         select(sync_pass.c.id, sync_pass.c.started_at, sync_pass.c.finished_at, sync_pass.c.status,
                sync_pass.c.summary)
-        .where(and_(sync_pass.c.kind == "reconcile", sync_pass.c.status != "running"))
+        .where(_FINISHED_RECONCILE)
         .order_by(desc(sync_pass.c.id)).limit(1)
     )).first()
     if row is None:
@@ -86,3 +91,16 @@ async def latest_findings(connection: AsyncConnection, *, nmi: str | None = None
         data["fields"] = json.loads(data["fields"]) if data["fields"] else []
         findings.append(data)
     return found, findings
+
+
+async def latest_counts(connection: AsyncConnection) -> dict[str, int]:
+    """Findings of the latest finished reconcile pass by kind (the ones `latest_findings` lists),
+    every kind present: a kind that vanished must read 0 on a dashboard, not keep its old value."""
+    latest = select(func.max(sync_pass.c.id)).where(_FINISHED_RECONCILE).scalar_subquery()
+    rows = await connection.execute(
+        select(drift_finding.c.kind, func.count()).where(drift_finding.c.reconcile_pass_id == latest)
+        .group_by(drift_finding.c.kind)
+    )
+    counts = dict.fromkeys(values(DriftKind), 0)
+    counts.update({kind: count for kind, count in rows})
+    return counts

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 import ijson
 
 from dersync.store import ABSENT, InputRow, Store
+from dersync.wording import plural
 
 BATCH_SIZE = 1000
 PARTS = {"nmiDetails": "nmi_details", "installation": "installation"}
@@ -35,6 +37,8 @@ MAX_NMI_KEY_CHARS = 100
 class ImportProblem:
     line: int
     message: str
+    #: Reading stopped here: nothing after this point of the file was looked at.
+    stopped_reading: bool = False
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
@@ -45,6 +49,21 @@ class ImportReport:
     lines: int = 0
     stored: int = 0
     problems: list[ImportProblem] = field(default_factory=list)
+    #: False when a problem stopped the reading (a JSON array broken part-way).
+    read_to_end: bool = True
+
+    def failure(self) -> str | None:
+        """Why the import failed as a whole, or None when it did its job.
+
+        Skipped lines beside stored records are the source system's data problems, reported
+        line by line; but a file not read to its end, or holding content of which nothing
+        could be stored (a binary file, the wrong file), means the records did not arrive.
+        """
+        if not self.read_to_end:
+            return f"was not read to its end (see the problem above); {plural(self.stored, 'record')} stored"
+        if self.stored == 0 and self.lines > 0:
+            return f"holds no record that could be stored ({plural(len(self.problems), 'problem')})"
+        return None
 
 
 async def import_file(
@@ -64,6 +83,7 @@ async def import_file(
                 on_progress(handle.tell())
             if isinstance(item, ImportProblem):
                 report.problems.append(item)
+                report.read_to_end = report.read_to_end and not item.stopped_reading
                 continue
             row = to_input_row(item)
             if isinstance(row, str):
@@ -124,8 +144,11 @@ def _array_items(handle: BinaryIO) -> Iterator[tuple[int, Any]]:
         for number, item in enumerate(backend.items(handle, "item", use_float=True), start=1):
             yield number, item
     except (ijson.JSONError, UnicodeDecodeError) as exc:
+        # yajl's message draws a caret under the text over several lines; one line is the report.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         yield number + 1, ImportProblem(
-            number + 1, f"array element {number + 1} is not valid JSON ({exc}); the rest of the file was not read"
+            number + 1, f"array element {number + 1} is not valid JSON ({reason}); the rest of the file was not read",
+            stopped_reading=True,
         )
 
 
@@ -166,7 +189,8 @@ def to_input_row(item: Any) -> InputRow | str:
         return f"expected a JSON object, got {type(item).__name__}; skipped"
     unknown = sorted(set(item) - set(PARTS))
     if unknown:
-        return f"unknown key(s) {', '.join(map(repr, unknown))} (expected nmiDetails and/or installation); skipped"
+        return (f"unknown {'key' if len(unknown) == 1 else 'keys'} {', '.join(map(repr, unknown))} "
+                "(expected nmiDetails and/or installation); skipped")
     if not item:
         return "neither nmiDetails nor installation is present; skipped"
     nmi = _nmi_of(item)

@@ -8,11 +8,12 @@ moves; an exception that no longer appears after a push that could have reported
 
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -163,17 +164,18 @@ def _item(row: Mapping[str, Any]) -> dict[str, Any]:
         "nspDeviceId": row["nsp_device_id"],
         "deviceId": row["device_id"],
         "status": row["status"],
-        "firstSeen": _iso(row["first_seen_at"]),
-        "lastSeen": _iso(row["last_seen_at"]),
-        "resolvedAt": _iso(row["resolved_at"]),
+        "firstSeen": _utc(row["first_seen_at"]),
+        "lastSeen": _utc(row["last_seen_at"]),
+        "resolvedAt": _utc(row["resolved_at"]),
     }
 
 
-def _iso(value: datetime | None) -> str | None:
-    """ISO 8601 with the zone: times are stored in UTC, but SQLite hands them back naive."""
+def _utc(value: datetime | None) -> datetime | None:
+    """The moment with its zone: times are stored in UTC, but SQLite hands them back naive.
+    (Shown in the operator's zone by the CLI: dersync.cli.output.local_time.)"""
     if value is None:
         return None
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def open_counts(connection: AsyncConnection) -> dict[str, int]:

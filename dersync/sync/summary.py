@@ -9,6 +9,7 @@ from typing import Any
 from dersync.aemo.responses import AemoResponse
 from dersync.store import RecordOutcome
 from dersync.vocabulary import Level, Part, Result, SyncState
+from dersync.wording import plural
 
 
 @dataclass
@@ -102,10 +103,10 @@ class PassSummary:
         """The one-line summary printed at the end of a pass."""
         d = self.as_dict()
         return (
-            f"{d['records']} records: NMI details {d['nmi_created']} created / {d['nmi_updated']} updated, "
+            f"{plural(d['records'], 'record')}: NMI details {d['nmi_created']} created / {d['nmi_updated']} updated, "
             f"installations {d['installations_created']} created / {d['installations_updated']} updated, "
             f"{d['unchanged']} unchanged, rejected {d['rejected_local']} local / "
             f"{d['rejected_schema']} schema / {d['rejected_first']} first level, "
             f"{d['flagged_conditional']} flagged Conditional, {d['left_due']} left due; "
-            f"{d['requests']} requests, {d['throttled']} throttled, {d['seconds']} s"
+            f"{plural(d['requests'], 'request')}, {d['throttled']} throttled, {d['seconds']} s"
         )

@@ -27,10 +27,12 @@ def summary_count(output: str, label: str) -> int:
 
 def test_demo_syncs_the_samples_and_a_second_run_sends_nothing(tmp_path: Path) -> None:
     """The first demo run exits 0 having pushed every sample record (none left due, the AEMO
-    simulator's register holding every synced NMI) and shows rejected and flagged records; the
-    second run in the same folder makes no HTTP request at all."""
+    simulator's register holding every synced NMI) and shows rejected and flagged records, with
+    no log event among its output; the second run in the same folder makes no HTTP request at
+    all and says so: every record unchanged since the last run (not "0 records looked at")."""
     first = run(["demo"], tmp_path)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "aemo_simulator_started" not in first.stdout
     assert summary_count(first.stdout, "records looked at") == 300
     assert summary_count(first.stdout, "left due for retry") == 0
     assert summary_count(first.stdout, "rejected by AEMO: first level (422)") > 0
@@ -45,4 +47,5 @@ def test_demo_syncs_the_samples_and_a_second_run_sends_nothing(tmp_path: Path) -
 
     second = run(["demo"], tmp_path)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert summary_count(second.stdout, "HTTP requests") == 0
+    assert "300 records unchanged since the last run: no requests sent" in second.stdout
+    assert "records looked at" not in second.stdout

@@ -127,14 +127,14 @@ CASES = [
          ("DERSYNC_ADMIN_BIND: cannot listen on 127.0.0.1:{busy}: Address already in use",), commands=RUN),
     # --- the store cannot be reached: exit 1 ---------------------------------------------------
     Case("postgres-refuses-connections", {"DERSYNC_DATABASE_URL": "postgresql://dersync:pg-pass-word@127.0.0.1:1/x"},
-         UNREACHABLE, ("store postgresql+asyncpg://dersync:***@127.0.0.1:1/x is unreachable",)),
+         UNREACHABLE, ("store postgresql://dersync:***@127.0.0.1:1/x is unreachable",)),
     Case("sqlite-folder-is-a-file", {"DERSYNC_DATABASE_URL": "sqlite:///{tmp}/a-file/dersync.db"}, UNREACHABLE,
-         ("store sqlite+aiosqlite:///{tmp}/a-file/dersync.db is unreachable: cannot create folder",)),
+         ("store sqlite:///{tmp}/a-file/dersync.db is unreachable: cannot create folder",)),
     Case("sqlite-folder-not-creatable", {"DERSYNC_DATABASE_URL": "sqlite:////proc/dersync-test/dersync.db"},
          UNREACHABLE, ("is unreachable: cannot create folder '/proc/dersync-test'",), commands=SYNC,
          skip_unless="/proc/self"),
     Case("sqlite-folder-not-writable", {"DERSYNC_DATABASE_URL": "sqlite:////proc/dersync-test.db"}, UNREACHABLE,
-         ("store sqlite+aiosqlite:////proc/dersync-test.db is unreachable",), commands=RUN, skip_unless="/proc/self"),
+         ("store sqlite:////proc/dersync-test.db is unreachable",), commands=RUN, skip_unless="/proc/self"),
 ]
 
 
@@ -228,8 +228,10 @@ def test_debug_adds_the_traceback(tmp_path: Path) -> None:
 
 
 def test_a_creatable_sqlite_folder_is_created(tmp_path: Path) -> None:
-    """A SQLite store in a folder that does not exist yet is no error: the folder is made."""
+    """A SQLite store in a folder that does not exist yet is no error for a command that writes
+    (here `import`): the folder is made. (Read-only commands create nothing: test_read_only.py.)"""
     env = {**VALID, "DERSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/new/deeper/dersync.db"}
-    result = dersync(["status"], env, tmp_path)
+    (tmp_path / "records.jsonl").write_text('{"nmiDetails": {"nmi": "8001000001"}}\n')
+    result = dersync(["import", "records.jsonl"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "new" / "deeper" / "dersync.db").is_file()

@@ -60,7 +60,8 @@ async def test_reconcile_then_drift_list(settings: Settings, store: Store, simul
     assert [(r["nmi"], r["kind"], r["fields"]) for r in rows] == [(nmi, "different_at_aemo", found[0]["fields"])]
 
     csv_out = await invoke(["drift", "list", "--format", "csv", "--kind", "different_at_aemo"], env)
-    assert csv_out.stdout.splitlines()[0].startswith("id,") and "approvedCapacity: AEMO 42.0 / store 10.0" in csv_out.stdout
+    assert csv_out.stdout.splitlines()[0] == "nmi,kind,part,fields,detail,found_at,reconcile_pass_id"
+    assert "approvedCapacity: AEMO 42.0 / store 10.0" in csv_out.stdout
     table = await invoke(["drift", "list"], env)
     assert table.exit_code == 0 and nmi in table.stdout
 
@@ -80,7 +81,7 @@ async def test_sync_dry_run_prints_the_plan(settings: Settings, store: Store, si
     assert row["nmi"] == nmi and row["action"] == "update"
     assert row["diff"] == [{"part": "installation", "path": "approvedCapacity", "store": 11.0, "aemo": 10.0}]
     table = await invoke(["sync", "--dry-run"], environment(settings))
-    assert table.exit_code == 0 and "1 due records: 1 update" in table.stdout
+    assert table.exit_code == 0 and "1 due record: 1 update" in table.stdout
     assert simulator.state.count(method="PUT") == 0
     assert simulator.state.installations[nmi]["approvedCapacity"] == 10.0
     assert (await store.status())["due"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -105,7 +106,7 @@ async def test_invalid_record_is_a_local_exception_and_the_batch_goes_on(
     rows = await store.list_exceptions(open_only=True, nmi=nmi_for(2))
     assert [(r["level"], r["field"]) for r in rows] == [("local", "approvedCapacity")]
     assert rows[0]["detail"].startswith("approvedCapacity: ")
-    assert rows[0]["firstSeen"].endswith("+00:00")
+    assert rows[0]["firstSeen"].utcoffset() == timedelta(0)
     assert summary.rejected_local == 1
 
 
