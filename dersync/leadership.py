@@ -16,7 +16,9 @@ With `F` = `failover_seconds`, `LeaseTiming.for_failover` derives:
 * a standby reads the row every `P = F/15` and claims it only when it has seen the same
   `(generation, renewal)` for `L + M` (`M = F/15`) by its own clock, or at once when the lease was
   released at a clean stop. The claim is a compare-and-swap on that pair, so a renewal that
-  landed meanwhile makes it fail.
+  landed meanwhile makes it fail. `L + M` is the *holder's* (the row carries it as
+  `lapse_seconds`), so processes with different settings (a daemon, a hand-run `dersync sync`)
+  still judge each other's leases by the rule the holder keeps.
 
 Why two senders cannot overlap: the standby first saw the pair after the holder's last renewal
 committed, which was after the holder sent it at `t`; so the claim comes at least `L + M` after
@@ -43,7 +45,7 @@ from typing import Literal
 import structlog
 
 from dersync.errors import LeaseLost, SenderElsewhere, StoreUnavailable
-from dersync.store import Fence, LeaseRow, Store
+from dersync.store import Claim, Fence, LeaseRow, Store
 
 log = structlog.get_logger("dersync.leader")
 
@@ -139,7 +141,8 @@ class Leadership:
         self._started = True
         if not self.may_send():
             log.info("leader.standby", replica=self.replica_id, holder=row.holder if row else None,
-                     lapse_after_seconds=round(self.timing.lapse_after_silence, 2))
+                     lapse_after_seconds=round(max(row.lapse_seconds if row else 0.0,
+                                                   self.timing.lapse_after_silence), 2))
         if background:
             self._task = asyncio.create_task(self._run(), name="dersync-sender-lease")
 
@@ -155,7 +158,7 @@ class Leadership:
                 if first is None:
                     first = row.version
                     log.info("leader.waiting", replica=self.replica_id, holder=row.holder,
-                             lapse_after_seconds=round(self.timing.lapse_after_silence, 2))
+                             lapse_after_seconds=round(max(row.lapse_seconds, self.timing.lapse_after_silence), 2))
                 elif row.version != first:
                     raise SenderElsewhere(
                         f"another dersync process ({row.holder}) is sending to AEMO and renewing its lease; "
@@ -251,15 +254,15 @@ class Leadership:
         if row.version != self._seen:
             self._seen, self._seen_at = row.version, now
             return row
-        if now - self._seen_at >= self.timing.lapse_after_silence:
+        if now - self._seen_at >= max(row.lapse_seconds, self.timing.lapse_after_silence):
             await self._claim(row.version, waited=now - self._seen_at)
         return row
 
     async def _claim(self, seen: tuple[int, int] | None, *, waited: float) -> None:
         sent = self._clock()
         try:
-            generation = await asyncio.wait_for(self.store.claim_lease(self.replica_id, seen),
-                                                max(self.timing.poll, 0.5))
+            claim = Claim(self.replica_id, seen, self.timing.lapse_after_silence)
+            generation = await asyncio.wait_for(self.store.claim_lease(claim), max(self.timing.poll, 0.5))
         except (StoreUnavailable, TimeoutError) as exc:
             log.warning("leader.check_failed", replica=self.replica_id, error=str(exc) or "the store did not answer")
             return

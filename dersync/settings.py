@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     retry_jitter: bool = True
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
     compress_requests: bool = True
-    get_batch_size: int = Field(default=100, ge=1, le=100)
+    lookup_batch_size: int = Field(default=100, ge=1, le=100)
     max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1, le=MAX_PAYLOAD_BYTES)
 
     # --- sync engine
@@ -347,6 +347,11 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # --- derived views -------------------------------------------------------------------------
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone operators read times in (checked when the settings were loaded)."""
+        return ZoneInfo(self.timezone)
 
     @property
     def admin_host(self) -> str:

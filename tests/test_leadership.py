@@ -139,6 +139,24 @@ async def test_a_renewal_that_lands_in_time_keeps_the_standby_out(
     assert holder.may_send() and not standby.may_send()
 
 
+async def test_a_standby_with_a_shorter_setting_judges_the_lease_by_the_holders_rule(store: Store) -> None:
+    """Processes may run with different failover settings (a daemon at 30 s, a hand-run command
+    at 3 s). The row carries the holder's own lapse rule, so a standby with a shorter setting
+    does not claim a lease its holder may still be sending under."""
+    holder, holder_clock = process(store, "slow-holder")
+    await start(holder)
+    quick = Leadership(store, LeaseTiming.for_failover(1.0), clock=(quick_clock := Clock()), replica_id="quick")
+    await quick.start(background=False)
+    quick_clock.advance(TIMING.lapse_after_silence * 0.9)  # long past its own rule, inside the holder's
+    holder_clock.advance(TIMING.lapse_after_silence * 0.9)
+    await quick.tick()
+    assert not quick.may_send()
+    quick_clock.advance(TIMING.lapse_after_silence * 0.2)
+    holder_clock.advance(TIMING.lapse_after_silence * 0.2)
+    await quick.tick()
+    assert quick.may_send() and not holder.may_send()
+
+
 async def test_release_at_a_clean_stop_lets_a_standby_claim_at_once(
     holder_and_standby: tuple[Leadership, Clock, Leadership, Clock],
 ) -> None:

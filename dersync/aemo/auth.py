@@ -40,6 +40,7 @@ from dersync.errors import AuthError, FatalError, RetriesExhausted
 from dersync.logs import redact
 from dersync.retry import RetryPolicy, parse_retry_after
 from dersync.settings import Settings
+from dersync.wording import plural
 
 from .responses import decode_json, find_transaction_id
 
@@ -138,9 +139,8 @@ class TokenProvider:
             return await policy.run(lambda: asyncio.to_thread(self._fetch_blocking),
                                     retry_on=(_EndpointUnavailable,), on_retry=_log_retry)
         except _EndpointUnavailable as exc:
-            attempts = (policy.retries or 0) + 1
             raise RetriesExhausted(
-                f"AEMO's OAuth endpoint issued no token after {attempts} attempt{'s' if attempts > 1 else ''}: "
+                f"AEMO's OAuth endpoint issued no token after {plural((policy.retries or 0) + 1, 'attempt')}: "
                 f"{exc.reason}",
                 status=exc.status,
                 retry_after=exc.retry_after,

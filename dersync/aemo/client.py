@@ -50,7 +50,7 @@ class AemoClient:
         self.tokens = TokenProvider(settings)
         self.transport = Transport(settings, self.tokens, self.pacer, guard)
         self.nmi = NmiApi(self.transport)
-        self.installation = InstallationApi(self.transport, settings.get_batch_size)
+        self.installation = InstallationApi(self.transport, settings.lookup_batch_size)
 
     async def __aenter__(self) -> "AemoClient":
         await self.transport.start()

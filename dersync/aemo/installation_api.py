@@ -27,9 +27,9 @@ _TOTAL_PAGES_HEADERS = ("x-total-pages", "x-pagination-total-pages")
 class InstallationApi:
     """`/installation` calls."""
 
-    def __init__(self, transport: Transport, get_batch_size: int) -> None:
+    def __init__(self, transport: Transport, lookup_batch_size: int) -> None:
         self._transport = transport
-        self._batch = get_batch_size
+        self._batch = lookup_batch_size
 
     async def create(self, installation: Mapping[str, Any]) -> AemoResponse:
         """POST /installation with `{"data": installation}` (the NMI's first installation)."""
@@ -59,7 +59,7 @@ class InstallationApi:
     async def find(self, nmis: Sequence[str], **filters: str) -> dict[str, dict[str, Any]]:
         """{nmi: installation} for those of `nmis` AEMO holds (and that match `filters`).
 
-        Batches `get_batch_size` NMIs per query and follows pages. `filters` are AEMO's query
+        Batches `lookup_batch_size` NMIs per query and follows pages. `filters` are AEMO's query
         parameters (`installationStage`, `equipmentType`, ...); `pageSize` may be given to
         override the default of 100. A 404 answer means none held. Raises `FatalError` when AEMO
         rejects the query (a client bug) or pages misbehave; transport errors propagate.

@@ -50,6 +50,7 @@ from dersync.errors import (
 )
 from dersync.retry import RetryPolicy, parse_retry_after
 from dersync.settings import Settings
+from dersync.wording import plural
 
 from .auth import TokenProvider
 from .pacing import Pacer
@@ -276,7 +277,7 @@ class Transport:
             )
         if not self.retry_policy.may_retry(progress.retries):
             raise RetriesExhausted(
-                f"{method} {path} still failing after {progress.retries + 1} attempts ({failure.reason})",
+                f"{method} {path} still failing after {plural(progress.retries + 1, 'attempt')} ({failure.reason})",
                 status=failure.status, retry_after=failure.retry_after, transaction_id=failure.transaction_id,
             )
 

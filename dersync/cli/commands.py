@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from dersync.cli.main import EXIT_FAILED
-from dersync.cli.output import local_time, operator_zone, progress_bar, render, write_json
+from dersync.cli.output import local_time, progress_bar, render, write_json
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.store.importer import import_file
@@ -71,7 +71,7 @@ async def do_sync(settings: Settings) -> int:
 
 async def do_exceptions(settings: Settings, *, open_only: bool, nmi: str | None, level: str | None,
                         fmt: str) -> int:
-    zone = operator_zone(settings)
+    zone = settings.zone
     async with open_store(settings, create=False) as store:
         rows = await store.list_exceptions(open_only=open_only, nmi=nmi, level=level)
     render(rows, fmt, zone=zone, columns=EXCEPTION_COLUMNS, csv_columns=EXCEPTION_CSV_COLUMNS,
@@ -80,7 +80,7 @@ async def do_exceptions(settings: Settings, *, open_only: bool, nmi: str | None,
 
 
 async def do_status(settings: Settings, fmt: str) -> int:
-    zone = operator_zone(settings)
+    zone = settings.zone
     async with open_store(settings, create=False) as store:
         status = await store.status()
     if fmt == "json":
@@ -139,7 +139,7 @@ async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, swe
     from dersync.reconcile import reconcile
 
     settings.require_aemo()
-    zone = operator_zone(settings)
+    zone = settings.zone
     async with open_store(settings) as store, AemoClient(settings) as client:
         await client.check_credentials()
         report = await reconcile(
@@ -154,7 +154,7 @@ async def do_reconcile(settings: Settings, *, fmt: str, repair: bool | None, swe
 
 
 async def do_drift_list(settings: Settings, *, nmi: str | None, kind: str | None, fmt: str) -> int:
-    zone = operator_zone(settings)
+    zone = settings.zone
     async with open_store(settings, create=False) as store:
         last, rows = await store.latest_drift(nmi=nmi, kind=kind)
     if last is None:
@@ -183,7 +183,7 @@ async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
     from dersync.reconcile import plan_dry_run
 
     settings.require_aemo()
-    zone = operator_zone(settings)
+    zone = settings.zone
     async with open_store(settings, create=False) as store, AemoClient(settings) as client:
         await client.check_credentials()
         rows = await plan_dry_run(settings, store, client)

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.table import Table
 
-from dersync.cli.output import console, operator_zone, progress_bar, render
+from dersync.cli.output import console, progress_bar, render
 from dersync.logs import configure_logging
 from dersync.settings import Settings
 from dersync.store import Store
@@ -44,7 +44,7 @@ async def run_demo(records: Path | None = None) -> int:
     # Before the simulator starts, whose events would otherwise reach stdout through structlog's
     # default logger, in the middle of the demo's output.
     configure_logging(Settings(**local))
-    zone = operator_zone(Settings(**local))
+    zone = Settings(**local).zone
     async with run_simulator(sim_config) as sim:
         settings = Settings(**local, **sim.client_settings())
         console.print(f"AEMO simulator listening on {sim.url}", markup=False, highlight=False)

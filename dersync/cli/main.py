@@ -18,7 +18,8 @@ import click
 
 from dersync.errors import ConfigError, DersyncError
 from dersync.logs import configure_logging
-from dersync.settings import Settings, load_settings
+from dersync.settings import Enumerations, Settings, load_settings
+from dersync.vocabulary import DriftKind, Level, values
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -90,7 +91,7 @@ async def import_command(ctx: Context, path: Path) -> int:
 
 
 @cli.command("sync")
-@click.option("--once", is_flag=True, default=True, help="Run one full pass and exit (the default).")
+@click.option("--once", is_flag=True, hidden=True, help="Accepted for old scripts: one pass is all `sync` does.")
 @click.option("--dry-run", is_flag=True,
               help="Print what the pass would do to each due record (reads AEMO, writes nothing).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
@@ -110,7 +111,7 @@ async def sync_command(ctx: Context, once: bool, dry_run: bool, fmt: str) -> int
 @click.option("--repair/--no-repair", default=None,
               help="Make missing or different records due so the next sync pushes them "
                    "(default: the reconcile_repair setting).")
-@click.option("--sweep", "sweep", multiple=True, type=click.Choice(["Confirmed", "Conditional"]),
+@click.option("--sweep", "sweep", multiple=True, type=click.Choice(Enumerations().installation_stages),
               help="Also page through AEMO's installations at this stage to find orphans (repeatable).")
 @click.option("--nmi-details", "nmi_details", is_flag=True,
               help="Compare every record's NMI details too (one request per NMI).")
@@ -130,8 +131,7 @@ def drift_group() -> None:
 
 @drift_group.command("list")
 @click.option("--nmi", default=None, help="Only this NMI.")
-@click.option("--kind", type=click.Choice(["missing_at_aemo", "different_at_aemo", "orphan_at_aemo",
-                                           "conditional_at_aemo"]), default=None)
+@click.option("--kind", type=click.Choice(values(DriftKind)), default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @run_async
 async def drift_list(ctx: Context, nmi: str | None, kind: str | None, fmt: str) -> int:
@@ -149,7 +149,7 @@ def exceptions_group() -> None:
 @exceptions_group.command("list")
 @click.option("--open", "open_only", is_flag=True, help="Only exceptions still open.")
 @click.option("--nmi", default=None, help="Only this NMI.")
-@click.option("--level", type=click.Choice(["local", "schema", "first", "second"]), default=None)
+@click.option("--level", type=click.Choice(values(Level)), default=None)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @run_async
 async def exceptions_list(ctx: Context, open_only: bool, nmi: str | None, level: str | None, fmt: str) -> int:
@@ -202,7 +202,7 @@ async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rat
       export DERSYNC_INSTALLATION_API_URL=http://127.0.0.1:8085/v2/der-register
       export DERSYNC_CLIENT_ID=dersync-demo DERSYNC_CLIENT_SECRET=demo-secret
       export DERSYNC_PARTICIPANT_ID=MYNSP
-      dersync import records.jsonl && dersync sync --once
+      dersync import records.jsonl && dersync sync
     """
     from dersync.mock import SimulatorConfig, serve_forever
 

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.cells import cell_len
 from rich.console import Console
@@ -20,21 +19,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.rule import Rule
 from rich.table import Table
 
-from dersync.errors import ConfigError
-from dersync.settings import Settings
 
 T = TypeVar("T")
 console = Console()
 errors = Console(stderr=True)
-
-
-def operator_zone(settings: Settings) -> tzinfo:
-    """The zone the operator reads times in; a name that is no zone is a configuration error."""
-    try:
-        return ZoneInfo(settings.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError([f"DERSYNC_TIMEZONE: unknown time zone {settings.timezone!r} "
-                           "(use an IANA name such as Australia/Perth)"]) from None
 
 
 def local_time(moment: datetime, zone: tzinfo) -> str:

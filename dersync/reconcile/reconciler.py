@@ -113,9 +113,9 @@ class Reconciler:
         self.report = ReconcileReport()
         self._orphans: set[str] = set()
         self._limit = asyncio.Semaphore(settings.concurrency)
-        get_batch = settings.get_batch_size
+        lookup_batch = settings.lookup_batch_size
         #: Records compared per round: a multiple of AEMO's 100 NMIs per request (no half-empty GETs).
-        self._chunk = max(get_batch, settings.store_batch_size // get_batch * get_batch)
+        self._chunk = max(lookup_batch, settings.store_batch_size // lookup_batch * lookup_batch)
 
     async def run(self) -> ReconcileReport:
         report = self.report

@@ -21,13 +21,13 @@ from dersync.store import drift, equipment, lease, passes, records, validation_e
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.validation_exceptions import ValidationException
-from dersync.store.lease import Fence, LeaseRow
+from dersync.store.lease import Claim, Fence, LeaseRow
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
 from dersync.store.records import ABSENT, InputRow, StoredRecord
 from dersync.store.tables import der_record
 
 __all__ = [
-    "ABSENT", "EquipmentId", "Fence", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome", "Store",
+    "ABSENT", "Claim", "EquipmentId", "Fence", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome", "Store",
     "StoredRecord", "ValidationException", "utcnow",
 ]
 
@@ -149,10 +149,10 @@ class Store:
         async with self.transaction() as connection:
             return await lease.read(connection)
 
-    async def claim_lease(self, holder: str, seen: tuple[int, int] | None) -> int | None:
-        """The new generation if the lease was still as `seen` (None: absent), else None."""
+    async def claim_lease(self, claim: Claim) -> int | None:
+        """The new generation if the lease was still as the claimer saw it, else None."""
         async with self.transaction() as connection:
-            return await lease.claim(connection, holder, seen, utcnow())
+            return await lease.claim(connection, claim, utcnow())
 
     async def renew_lease(self, fence: Fence) -> bool:
         async with self.transaction() as connection:

@@ -34,11 +34,13 @@ SENDER = "sender"
 
 @dataclass(frozen=True)
 class LeaseRow:
-    """The lease as last written: who holds it (None once released) and its two counters."""
+    """The lease as last written: who holds it (None once released), its two counters, and the
+    holder's own rule for when it has lapsed (processes may run with different settings)."""
 
     holder: str | None
     generation: int
     renewal: int
+    lapse_seconds: float
     renewed_at: datetime | None
 
     @property
@@ -55,31 +57,40 @@ class Fence:
     generation: int
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Who claims, what they saw (None: no row yet), and their rule for when their lease lapses."""
+
+    holder: str
+    seen: tuple[int, int] | None
+    lapse_seconds: float
+
+
 async def read(connection: AsyncConnection, name: str = SENDER) -> LeaseRow | None:
     row = (await connection.execute(
         select(sender_lease.c.holder, sender_lease.c.generation, sender_lease.c.renewal,
-               sender_lease.c.renewed_at).where(sender_lease.c.name == name)
+               sender_lease.c.lapse_seconds, sender_lease.c.renewed_at).where(sender_lease.c.name == name)
     )).first()
     if row is None:
         return None
-    return LeaseRow(row.holder, int(row.generation), int(row.renewal), row.renewed_at)
+    return LeaseRow(row.holder, int(row.generation), int(row.renewal), float(row.lapse_seconds), row.renewed_at)
 
 
-async def claim(connection: AsyncConnection, holder: str, seen: tuple[int, int] | None, now: datetime,
-                name: str = SENDER) -> int | None:
+async def claim(connection: AsyncConnection, claim: Claim, now: datetime, name: str = SENDER) -> int | None:
     """Take the lease if it is still as seen (`None`: there was no row); the new generation, or None."""
-    if seen is None:
+    if claim.seen is None:
         inserted = await connection.execute(
-            _insert_if_absent(connection).values(name=name, holder=holder, generation=1, renewal=0,
-                                                 renewed_at=now)
+            _insert_if_absent(connection).values(name=name, holder=claim.holder, generation=1, renewal=0,
+                                                 lapse_seconds=claim.lapse_seconds, renewed_at=now)
         )
         return 1 if inserted.rowcount == 1 else None
-    generation, renewal = seen
+    generation, renewal = claim.seen
     changed = await connection.execute(
         update(sender_lease)
         .where(sender_lease.c.name == name, sender_lease.c.generation == generation,
                sender_lease.c.renewal == renewal)
-        .values(holder=holder, generation=generation + 1, renewal=0, renewed_at=now)
+        .values(holder=claim.holder, generation=generation + 1, renewal=0, lapse_seconds=claim.lapse_seconds,
+                renewed_at=now)
     )
     return generation + 1 if changed.rowcount == 1 else None
 

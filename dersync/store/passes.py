@@ -31,7 +31,7 @@ async def start_pass(connection: AsyncConnection, kind: str, now: datetime) -> i
 
     Such a row almost always belongs to a process that died or lost its store mid-pass, and
     would otherwise show as running forever in `dersync status`; if that pass is in fact still
-    going (a hand-run `sync --once` beside the daemon), its own finish overwrites this.
+    going (a hand-run `sync` on a store the daemon does not use), its own finish overwrites this.
     """
     await connection.execute(
         update(sync_pass).where(sync_pass.c.kind == kind, sync_pass.c.status == "running")

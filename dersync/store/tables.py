@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -129,6 +130,8 @@ sender_lease = Table(
     Column("holder", Text, comment="replica id of the holder; NULL once released"),
     Column("generation", BigInteger, nullable=False, comment="bumped by every claim (the fencing token)"),
     Column("renewal", BigInteger, nullable=False, comment="bumped by every renewal and the release"),
+    Column("lapse_seconds", Float, nullable=False,
+           comment="the holder's rule: seen unchanged this long (by the reader's clock), the lease has lapsed"),
     Column("renewed_at", DateTime(timezone=True), comment="database time of the last write (for people)"),
 )
 

@@ -36,7 +36,7 @@ def invoke(args: list[str], env: dict[str, str] | None = None, cwd: Path | None 
 def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path, env: dict[str, str], expected: list[str]) -> None:
     """Each configuration problem is one readable line on stderr, exit code 2, no traceback."""
     env = {"DERSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **env}
-    result = invoke(["sync", "--once"], env=env, cwd=tmp_path)
+    result = invoke(["sync"], env=env, cwd=tmp_path)
     assert result.exit_code == 2
     for line in expected:
         assert line in result.stderr
@@ -91,3 +91,12 @@ def test_shipped_config_file_matches_the_code_defaults() -> None:
     text = (Path(__file__).parents[2] / "config" / "dersync.toml").read_text()
     for name in Settings.model_fields:
         assert name in text, f"{name} is not documented in config/dersync.toml"
+
+
+def test_sync_is_one_pass_and_has_no_flag_that_cannot_be_off(tmp_path: Path) -> None:
+    """`dersync sync` runs one pass; `--once`, which could never be off, is gone from the help
+    but still accepted, so that old scripts keep working."""
+    assert "--once" not in invoke(["sync", "--help"], cwd=tmp_path).output
+    env = {"DERSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    result = invoke(["sync", "--once"], env=env, cwd=tmp_path)
+    assert result.exit_code == 2 and "DERSYNC_CLIENT_ID is not set" in result.stderr, result.stderr

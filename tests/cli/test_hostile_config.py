@@ -1,11 +1,11 @@
-"""Hostile configuration, as an operator meets it: `dersync sync --once`, `dersync run` and the
+"""Hostile configuration, as an operator meets it: `dersync sync`, `dersync run` and the
 commands that only use the store (`status`, `import`, `reconcile`) started as real processes with
 a clean environment (no DERSYNC_* variables leak in from the test run, no config/dersync.toml in
 the working folder).
 
 Each case must give one clear `dersync: ...` line per problem on stderr, the README's exit code
 (2: configuration missing or wrong; 1: the store cannot be reached) and no traceback unless
-`--debug` is given. tests/cli/test_cli.py already pins `sync --once` for missing secrets, a
+`--debug` is given. tests/cli/test_cli.py already pins `sync` for missing secrets, a
 non-http token URL, a non-integer rate limit, a non-SQL store URL, a missing config file and a
 missing client certificate; here are `run` for all of those kinds and the cases it lacks.
 """
@@ -26,7 +26,7 @@ import pytest
 from dersync.testing import free_port
 
 CONFIG, UNREACHABLE = 2, 1
-SYNC, RUN = ("sync --once",), ("run",)
+SYNC, RUN = ("sync",), ("run",)
 BOTH = SYNC + RUN
 #: The other commands: each loads the settings, so each must report a bad setting as sync and run
 #: do (`records.jsonl` is made by case_env).
@@ -56,7 +56,7 @@ class Case:
 CASES = [
     # --- configuration: exit 2 -----------------------------------------------------------------
     # Settings that fail validation stop every command in the same place (before any command
-    # code runs): each kind once, on `run` where test_cli.py already pins `sync --once`.
+    # code runs): each kind once, on `run` where test_cli.py already pins `sync`.
     Case("config-file-missing", {"DERSYNC_CONFIG": "/nonexistent/dersync.toml"}, CONFIG,
          ("DERSYNC_CONFIG: configuration file '/nonexistent/dersync.toml' does not exist",), commands=RUN),
     Case("rate-limit-not-a-number", {"DERSYNC_RATE_LIMIT_PER_MINUTE": "lots"}, CONFIG,

@@ -22,7 +22,7 @@ DEFAULT_PORT = 8085
 
 
 def simulator_variables(text: str) -> dict[str, str]:
-    """`DERSYNC_NAME=value` assignments in `text` (an `export` line may hold several)."""
+    """The `DERSYNC_<setting>=value` assignments in `text` (an `export` line may hold several)."""
     return dict(re.findall(r"\b(DERSYNC_[A-Z_]+)=(\S+)", text))
 
 
@@ -54,8 +54,8 @@ def test_help_and_readme_give_the_simulators_credentials_and_variables() -> None
 
 
 async def test_the_readme_example_points_dersync_at_the_simulator(tmp_path: Path) -> None:
-    """The README's variables, with the port changed, let `dersync import` and `dersync sync
-    --once` push a record to a `dersync mock-aemo` process."""
+    """The README's variables, with the port changed, let `dersync import` and `dersync sync`
+    push a record to a `dersync mock-aemo` process."""
     port = free_port()
     variables = {name: value.replace(f":{DEFAULT_PORT}", f":{port}")
                  for name, value in simulator_variables(readme_example()).items()}
@@ -68,7 +68,7 @@ async def test_the_readme_example_points_dersync_at_the_simulator(tmp_path: Path
     try:
         await wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), "the simulator to listen")
         imported = await run_dersync(["import", "records.jsonl"], env, tmp_path)
-        synced = await run_dersync(["sync", "--once"], env, tmp_path)
+        synced = await run_dersync(["sync"], env, tmp_path)
     finally:
         simulator.send_signal(signal.SIGTERM)
         await simulator.wait()

@@ -69,4 +69,4 @@ async def test_an_unknown_time_zone_is_a_configuration_error(dersync: DersyncPro
     ran = await dersync("status", DERSYNC_TIMEZONE="Perth/Nowhere")
     assert ran.returncode == 2
     assert ran.stderr.splitlines() == ["dersync: configuration: DERSYNC_TIMEZONE: unknown time zone 'Perth/Nowhere' "
-                                       "(use an IANA name such as Australia/Perth)"]
+                                       "(an IANA name such as 'Australia/Perth')"]

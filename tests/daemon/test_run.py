@@ -54,7 +54,8 @@ async def daemon(database_url: str, simulator: Simulator, tmp_path: Path) -> Asy
             sys.executable, "-m", "dersync", "run", env=env, cwd=tmp_path, stdout=log_file, stderr=asyncio.subprocess.STDOUT
         )
         try:
-            yield {"process": process, "admin": f"http://127.0.0.1:{port}", "log": log_path}
+            yield {"process": process, "admin": f"http://127.0.0.1:{port}", "log": log_path,
+                   "database_url": database_url}
         finally:
             if process.returncode is None:
                 process.kill()
@@ -183,3 +184,19 @@ async def test_readiness_follows_the_token_a_replica_actually_holds(
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), timeout=DEADLINE_SECONDS)
+
+
+async def test_a_hand_run_sync_beside_the_daemon_is_refused(
+    daemon: dict[str, Any], simulator: Simulator, store: Store, tmp_path: Path
+) -> None:
+    """`dersync sync` run by hand while the daemon holds the sender lease does not send beside
+    it: it exits 1 saying another process is sending, and the daemon's work is untouched."""
+    await wait_for(lambda: _status_is(daemon["admin"] + "/readyz", 200), "readiness")
+    env = {**os.environ, **as_environment(simulator.client_settings()), "DERSYNC_DATABASE_URL": daemon["database_url"],
+           "DERSYNC_LOG_FORMAT": "json", "DERSYNC_FAILOVER_SECONDS": "3"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dersync", "sync", env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=DEADLINE_SECONDS)
+    assert process.returncode == 1, (stdout, stderr)
+    assert b"another dersync process" in stderr and b"is sending to AEMO" in stderr, stderr

@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("generation", sa.BigInteger(), nullable=False,
                   comment="bumped by every claim (the fencing token)"),
         sa.Column("renewal", sa.BigInteger(), nullable=False, comment="bumped by every renewal and the release"),
+        sa.Column("lapse_seconds", sa.Float(), nullable=False,
+                  comment="the holder's rule: seen unchanged this long (by the reader's clock), the lease has lapsed"),
         sa.Column("renewed_at", sa.DateTime(timezone=True), comment="database time of the last write (for people)"),
     )
 
