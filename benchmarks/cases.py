@@ -17,8 +17,8 @@ from benchmarks.run import (
     CLIENT_SECRET,
     PARTICIPANT,
     ROOT,
-    Result,
     UNTHROTTLED,
+    Result,
     SimulatorProcess,
     benchmark,
     loaded_store,
@@ -97,8 +97,10 @@ def _naive_baseline(url: str, count: int, start: int) -> float:
     started = time.monotonic()
     for index in range(start, start + count):
         nmi = nmi_for(index)
-        session.post(url + "/wem/v1/der-register/nmi-details", json=nmi_details(nmi), headers=headers).raise_for_status()
-        session.post(url + "/v2/der-register/installation", json={"data": installation(nmi)}, headers=headers).raise_for_status()
+        session.post(url + "/wem/v1/der-register/nmi-details", json=nmi_details(nmi),
+                     headers=headers).raise_for_status()
+        session.post(url + "/v2/der-register/installation", json={"data": installation(nmi)},
+                     headers=headers).raise_for_status()
     return count / (time.monotonic() - started)
 
 
@@ -194,5 +196,6 @@ async def import_rate(args: argparse.Namespace) -> Result:
         await store.close()
         size_mb = path.stat().st_size / 1e6
     return Result("import", f"{report.stored / seconds:,.0f} records/s ({count:,} lines, {size_mb:.0f} MB, "
-                            f"{seconds:.1f} s; benchmark process peak RSS so far {rss_mb():.0f} MB)", "(no target: reported)", "reported",
+                            f"{seconds:.1f} s; benchmark process peak RSS so far {rss_mb():.0f} MB)",
+                            "(no target: reported)", "reported",
                   {"records": report.stored, "seconds": round(seconds, 2), "file_mb": round(size_mb, 1)})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.run import UNTHROTTLED, SimulatorProcess, loaded_store, rss_mb  # noqa: E402
+from benchmarks.run import UNTHROTTLED, SimulatorProcess, loaded_store, rss_mb
 
 
 async def measure(count: int) -> dict[str, float]:

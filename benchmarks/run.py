@@ -21,11 +21,12 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -62,7 +63,7 @@ class SimulatorProcess:
                      "--rate-limit", str(rate_limit), "--latency", str(latency)]
         self.process: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "SimulatorProcess":
+    def __enter__(self) -> SimulatorProcess:
         env = {**os.environ, "DERSYNC_LOG_LEVEL": "WARNING", "DERSYNC_LOG_FORMAT": "json"}
         self.process = subprocess.Popen(self.args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -80,9 +81,8 @@ class SimulatorProcess:
         self.process.wait(timeout=30)
 
     async def state(self) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url + "/_sim/state") as response:
-                return await response.json()
+        async with aiohttp.ClientSession() as session, session.get(self.url + "/_sim/state") as response:
+            return await response.json()
 
     def settings(self, database_url: str, **overrides: Any) -> Any:
         from dersync.settings import Settings
@@ -120,7 +120,7 @@ UNTHROTTLED = {"rate_limit_per_minute": 10**9, "concurrency": 64}
 
 
 @asynccontextmanager
-async def loaded_store(sim: "SimulatorProcess", folder: str, records: int,
+async def loaded_store(sim: SimulatorProcess, folder: str, records: int,
                        **overrides: Any) -> AsyncIterator[tuple[Any, Any]]:
     """(settings aimed at `sim`, a fresh SQLite store in `folder` holding `records` new records)."""
     from dersync.store import Store
@@ -150,14 +150,17 @@ async def load_records(store: Any, count: int, start: int = 0) -> None:
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Awaitable[Result]]] = {}
 
 
-def benchmark(func: Callable[[argparse.Namespace], Awaitable[Result]]) -> Callable[[argparse.Namespace], Awaitable[Result]]:
+Benchmark = Callable[[argparse.Namespace], Awaitable[Result]]
+
+
+def benchmark(func: Benchmark) -> Benchmark:
     BENCHMARKS[func.__name__] = func
     return func
 
 
 def write_results(results: list[Result], command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
     machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = [f"# dersync benchmarks {stamp}", "", f"- machine: {machine}", f"- command: `{command}`", "",
              "| benchmark | measured | target | verdict |", "|---|---|---|---|"]
@@ -171,6 +174,7 @@ def write_results(results: list[Result], command: str) -> Path:
 
 def main() -> None:
     import benchmarks.cases  # noqa: F401 - registers the benchmarks
+
     # Run as a script this module is __main__; the registry that cases.py filled is the one
     # in the imported `benchmarks.run`.
     from benchmarks.run import BENCHMARKS
@@ -192,7 +196,7 @@ def main() -> None:
         print(f"running {name} ...", flush=True)
         try:
             result = asyncio.run(BENCHMARKS[name](args))
-        except Exception as exc:  # noqa: BLE001 - one broken benchmark must not lose the others' results
+        except Exception as exc:
             result = Result(name, f"failed: {type(exc).__name__}: {exc}", "-", "ERROR")
         print(f"  {result.measured}  (target {result.target}: {result.verdict})", flush=True)
         results.append(result)

@@ -34,6 +34,7 @@ their attempt noted, and the new holder reads AEMO before writing them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -171,10 +172,8 @@ class Leadership:
         """Stop renewing and hand the lease back, so a standby can claim it at once."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         fence = self.fence
         self._valid_until = 0.0
@@ -205,7 +204,7 @@ class Leadership:
             await asyncio.sleep(self.timing.renew_every if self.generation is not None else self.timing.poll)
             try:
                 await self.tick()
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive any one failure
+            except Exception as exc:
                 # Whatever went wrong, the lease still lapses by the clock if renewals stop.
                 log.warning("leader.check_failed", replica=self.replica_id, error=str(exc) or type(exc).__name__,
                             error_type=type(exc).__name__)
@@ -282,7 +281,7 @@ class Leadership:
         if self._started and self.on_acquired is not None:
             try:
                 self.on_acquired()
-            except Exception as exc:  # noqa: BLE001 - the next scheduled pass comes anyway
+            except Exception as exc:
                 log.warning("leader.on_acquired_failed", replica=self.replica_id, error=str(exc))
 
     def _lapse(self, reason: str) -> None:

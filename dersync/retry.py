@@ -27,7 +27,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -137,13 +137,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     text = value.strip()
     if not text:
         return None
+    seconds: float | None
     try:
         seconds = float(text)
     except ValueError:
         seconds = _seconds_until_http_date(text, now)
-        if seconds is None:
-            return None
-    if not math.isfinite(seconds) or seconds <= 0:
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
         return None
     return seconds
 
@@ -153,9 +152,7 @@ def _seconds_until_http_date(text: str, now: datetime | None) -> float | None:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = now or datetime.now(timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
     return (when - now).total_seconds()

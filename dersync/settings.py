@@ -252,7 +252,7 @@ class Settings(BaseSettings):
     def _crontab(cls, value: str) -> str:
         """The expression APScheduler will run reconciliation on; one that never matches a date
         (31 February) would silently never reconcile."""
-        from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+        from apscheduler.triggers.cron import CronTrigger
 
         try:
             trigger = CronTrigger.from_crontab(value, timezone=UTC)

@@ -13,16 +13,15 @@ import copy
 import json
 import socket
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
-
-from sqlalchemy import select
+from typing import Any
 
 from dersync.models.installation import SERVER_OWNED_FIELDS
 from dersync.models.nmi import SERVER_OWNED_NMI_FIELDS
 from dersync.models.validation import strip_server_owned
 from dersync.store import InputRow, Store
-from dersync.store.tables import der_record
+from dersync.vocabulary import SyncState
 
 
 def nmi_for(index: int) -> str:
@@ -59,7 +58,8 @@ def connection(nsp_connection_id: str, *, devices: Iterable[Mapping[str, Any]] |
         "count": 1,
         "status": "Active",
         "equipmentInjectionCapacity": kw,
-        "details": {"manufacturerName": maker[0], "modelNumber": maker[1], "serialNumbers": [f"SN-{nsp_connection_id}"]},
+        "details": {"manufacturerName": maker[0], "modelNumber": maker[1],
+                    "serialNumbers": [f"SN-{nsp_connection_id}"]},
         "devices": [dict(d) for d in (devices if devices is not None else [device(f"{nsp_connection_id}-D1", kw=kw)])],
     }
 
@@ -122,19 +122,17 @@ class ReadBack:
 async def read_back(store: Store, state: Any, *, only_synced: bool = True) -> ReadBack:
     """Compare every synced record in the store with the simulator's register (`sim.state`)."""
     report = ReadBack()
-    async with store.engine.connect() as connection:
-        rows = await connection.execute(
-            select(der_record.c.nmi, der_record.c.nmi_details, der_record.c.installation, der_record.c.sync_state)
-        )
-        for nmi, details_json, installation_json, sync_state in rows:
-            if only_synced and sync_state != "synced":
+    async for batch in store.record_batches(1000):
+        for stored in batch:
+            if only_synced and stored.sync_state != SyncState.SYNCED:
                 continue
             report.checked += 1
-            if details_json is not None:
-                _compare(report, nmi, "nmiDetails", json.loads(details_json), state.nmis.get(nmi), SERVER_OWNED_NMI_FIELDS)
-            if installation_json is not None:
-                _compare(report, nmi, "installation", json.loads(installation_json), state.installations.get(nmi),
-                         SERVER_OWNED_FIELDS)
+            if stored.nmi_details is not None:
+                _compare(report, stored.nmi, "nmiDetails", json.loads(stored.nmi_details), state.nmis.get(stored.nmi),
+                         SERVER_OWNED_NMI_FIELDS)
+            if stored.installation is not None:
+                _compare(report, stored.nmi, "installation", json.loads(stored.installation),
+                         state.installations.get(stored.nmi), SERVER_OWNED_FIELDS)
     report.duplicate_creates = sorted(n for n, c in state.creates.items() if c > 1)
     report.duplicate_creates += sorted(n for n, c in state.nmi_creates.items() if c > 1)
     report.duplicate_equipment = list(state.duplicate_equipment())
@@ -147,10 +145,7 @@ def _compare(report: ReadBack, nmi: str, part: str, local: Any, held: Any, serve
         return
     mine = _normalise(strip_server_owned(local, server_owned))
     theirs = _normalise(strip_server_owned(copy.deepcopy(held), server_owned))
-    if part == "installation":
-        theirs = _keep_keys(theirs, mine)
-    else:
-        theirs = {k: v for k, v in theirs.items() if k in mine}
+    theirs = _keep_keys(theirs, mine) if part == "installation" else {k: v for k, v in theirs.items() if k in mine}
     if mine != theirs:
         report.different.append((nmi, part))
 
@@ -203,7 +198,7 @@ def free_port() -> int:
     """A loopback port nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 async def wait_for(condition: Callable[[], Any], what: str, deadline: float = 60.0, *,
@@ -227,8 +222,8 @@ async def http_get(url: str) -> tuple[int, str]:
     import aiohttp
 
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-            async with session.get(url) as response:
-                return response.status, await response.text()
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+        async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+                    session.get(url) as response):
+            return response.status, await response.text()
+    except (TimeoutError, aiohttp.ClientError):
         return 0, ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import itertools
 import json
 import os
 import pwd
@@ -30,16 +31,16 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import pytest
 
 from dersync.mock import Simulator, SimulatorConfig
 from dersync.testing import as_environment, free_port
-
 from tests.conftest import PARTICIPANT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +188,7 @@ def image_python(base_image: str, user: RunAs) -> str:
     tag = base_image.partition(":")[2]
     wanted = re.match(r"\d+\.\d+", tag)
     names = [f"python{wanted.group(0)}"] if wanted else []
-    candidates = [sys.executable] + [p for n in names + ["python3"] if (p := shutil.which(n, path=IMAGE_PATH))]
+    candidates = [sys.executable] + [p for n in [*names, "python3"] if (p := shutil.which(n, path=IMAGE_PATH))]
     probe = "import sys, venv, ensurepip; print('%d.%d' % sys.version_info[:2])"
     usable: list[tuple[str, str]] = []
     for candidate in dict.fromkeys(candidates):
@@ -373,7 +374,7 @@ def replay_run(argv: list[str], *, stage_is_final: bool, python: str, venv: Path
         run_step([str(venv / "bin" / "pip"), "install", "--no-index", *paths(pip[1:])], "pip install", logs,
                  cwd=cwd, env=env)
     elif argv[0] == "useradd":
-        for option, value in zip(argv, argv[1:]):
+        for option, value in itertools.pairwise(argv):
             if option in ("--home-dir", "-d"):
                 return value
         return "/"
@@ -419,7 +420,7 @@ async def run_healthcheck(image: Image, argv: list[str], env: dict[str, str], ti
     )
     try:
         out, _ = await asyncio.wait_for(process.communicate(), timeout=timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()
         return -1, f"timed out after {timeout} s"
@@ -503,21 +504,23 @@ async def test_image_builds_starts_as_non_root_passes_its_healthcheck_and_stops_
     loop = asyncio.get_running_loop()
     end = loop.time() + DEADLINE_SECONDS
     while (result := await run_healthcheck(image, probe, started["env"], timeout))[0] != 0:
-        assert process.returncode is None, f"the service exited ({process.returncode}) before it was healthy\n{output(started)}"
+        assert process.returncode is None, (f"the service exited ({process.returncode}) before it was healthy\n"
+                                            f"{output(started)}")
         assert loop.time() < end, (f"HEALTHCHECK {shlex.join(probe)!r} still failing after {DEADLINE_SECONDS} s: "
                                    f"exit {result[0]}, {result[1]}\n{output(started)}")
         await asyncio.sleep(0.2)
 
     readyz = f"http://127.0.0.1:{started['port']}/readyz"
     while await get_status(readyz) != 200:
-        assert process.returncode is None, f"the service exited ({process.returncode}) before it was ready\n{output(started)}"
+        assert process.returncode is None, (f"the service exited ({process.returncode}) before it was ready\n"
+                                            f"{output(started)}")
         assert loop.time() < end, f"/readyz not 200 after {DEADLINE_SECONDS} s\n{output(started)}"
         await asyncio.sleep(0.1)
 
     process.send_signal(signal.SIGTERM)
     try:
         code = await asyncio.wait_for(process.wait(), timeout=DEADLINE_SECONDS)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pytest.fail(f"no exit within {DEADLINE_SECONDS} s of SIGTERM\n{output(started)}")
     assert code == 0, f"exit code {code} after SIGTERM\n{output(started)}"
 

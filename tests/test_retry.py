@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -12,7 +12,7 @@ import pytest
 from dersync.retry import RetryPolicy, Stopped, parse_retry_after
 from dersync.settings import Settings
 
-NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def policy(retries: int | None = 3, *, jitter: bool = True, seed: int = 3) -> RetryPolicy:

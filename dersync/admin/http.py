@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -45,7 +46,7 @@ class AdminServer:
             # changes DERSYNC_ADMIN_BIND (or stops the other process); retrying cannot help.
             raise ConfigError([f"DERSYNC_ADMIN_BIND: cannot listen on {self.host}:{self.port}: "
                                f"{os.strerror(exc.errno) if exc.errno else exc}"]) from None
-        sockets = getattr(site._server, "sockets", None) or []  # noqa: SLF001 - to learn a port 0 binding
+        sockets = getattr(site._server, "sockets", None) or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
         log.info("admin.listening", host=self.host, port=self.port)
@@ -72,6 +73,6 @@ class AdminServer:
         self.metrics.ready.set(1 if ready else 0)
         try:
             self.metrics.update_from_status(await self.status())
-        except Exception as exc:  # noqa: BLE001 - a scrape must still answer with what is known
+        except Exception as exc:
             log.warning("admin.metrics.store_unavailable", error=str(exc))
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})

@@ -25,9 +25,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -153,7 +153,7 @@ class TokenProvider:
         s = self._settings
         url = token_url_with_grant(s.oauth_token_url)
         secret = s.client_secret.get_secret_value() if s.client_secret is not None else ""
-        session = OAuth2Session(client=BackendApplicationClient(client_id=s.client_id))
+        session = OAuth2Session(client=BackendApplicationClient(client_id=s.client_id or ""))
         session.register_compliance_hook("access_token_response", _comply)
         if s.api_key is not None:
             session.headers["x-apikey"] = s.api_key.get_secret_value()
@@ -163,7 +163,9 @@ class TokenProvider:
                     token_url=url,
                     auth=HTTPBasicAuth(s.client_id or "", secret),
                     timeout=s.request_timeout_seconds,
-                    verify=str(s.tls_ca_bundle) if s.tls_ca_bundle else True,
+                    # Passed per request: a session-wide setting would lose to REQUESTS_CA_BUNDLE
+                    # in the environment. requests takes a bundle path; the stub says only bool.
+                    verify=str(s.tls_ca_bundle) if s.tls_ca_bundle else True,  # type: ignore[arg-type]
                     cert=_client_cert(s),
                 )
         except requests.Timeout:

@@ -52,7 +52,7 @@ class AemoClient:
         self.nmi = NmiApi(self.transport)
         self.installation = InstallationApi(self.transport, settings.lookup_batch_size)
 
-    async def __aenter__(self) -> "AemoClient":
+    async def __aenter__(self) -> AemoClient:
         await self.transport.start()
         return self
 

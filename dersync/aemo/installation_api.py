@@ -85,7 +85,8 @@ class InstallationApi:
                 break
         return found
 
-    def sweep(self, filters: Mapping[str, str], *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
+    def sweep(self, filters: Mapping[str, str], *,
+              page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[list[dict[str, Any]]]:
         """Every installation matching `filters` (AEMO needs at least one: a stage, a type, a
         commissioning date range), a page at a time: how reconciliation finds orphans without
         knowing their NMIs. Raises `RepeatedPage` if AEMO's paging repeats itself."""

@@ -8,7 +8,8 @@ NMI's first installation. Every method returns AEMO's answer (including 404, 400
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .responses import AemoResponse
 from .transport import Transport, quote_segment

@@ -33,8 +33,9 @@ import socket
 import ssl
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
@@ -225,7 +226,8 @@ class Transport:
     ) -> AemoResponse:
         """Send one logical request (with its retries) and return AEMO's business answer."""
         method = method.upper()
-        body, body_headers = (None, {})
+        body: bytes | None = None
+        body_headers: dict[str, str] = {}
         if json_body is not None:
             body, body_headers = encode_body(
                 json_body, compress=self.settings.compress_requests, max_bytes=self.settings.max_payload_bytes
@@ -254,7 +256,7 @@ class Transport:
             self.stats.retries += 1
             await self.retry_policy.pause(progress.retries, retry_after=result.retry_after)
 
-    async def _after_401(self, token: str, response: AemoResponse, progress: "_Progress", method: str,
+    async def _after_401(self, token: str, response: AemoResponse, progress: _Progress, method: str,
                          path: str) -> None:
         """Drop the refused token; raise AuthError if this is the second fresh token refused."""
         await self.tokens.invalidate(token)
@@ -267,7 +269,7 @@ class Transport:
                 status=401, transaction_id=response.transaction_id,
             )
 
-    def _raise_unless_retriable(self, failure: "_Failure", progress: "_Progress", method: str, path: str) -> None:
+    def _raise_unless_retriable(self, failure: _Failure, progress: _Progress, method: str, path: str) -> None:
         """Writes that may have been applied are never repeated; nothing is retried for ever."""
         if method in WRITE_METHODS and not failure.safe_for_writes:
             raise AmbiguousWriteError(
@@ -316,7 +318,7 @@ class Transport:
                 # Nothing reached AEMO: safe to repeat, even a write.
                 self.stats.refused += 1
                 return self._no_answer(context, attempt, started, "cannot connect", exc, safe=True)
-            except (aiohttp.ServerTimeoutError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 self.stats.timeouts += 1
                 return self._no_answer(context, attempt, started, "timed out", exc, safe=False)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:

@@ -46,7 +46,7 @@ async def run_demo(records: Path | None = None) -> int:
     configure_logging(Settings(**local))
     zone = Settings(**local).zone
     async with run_simulator(sim_config) as sim:
-        settings = Settings(**local, **sim.client_settings())
+        settings = Settings(**{**local, **sim.client_settings()})
         console.print(f"AEMO simulator listening on {sim.url}", markup=False, highlight=False)
         store = await Store.open(settings.database_url, busy_timeout_seconds=settings.sqlite_busy_timeout_seconds)
         try:

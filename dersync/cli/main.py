@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,14 @@ class Context:
         return settings
 
 
-def run_async(func: Callable[..., Awaitable[int | None]]) -> Callable[..., None]:
+def run_async(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[..., None]:
     """Run a command coroutine, turning dersync errors into one-line messages and exit codes."""
 
     @functools.wraps(func)
     @click.pass_obj
     def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> None:
         try:
-            code = asyncio.run(func(ctx, *args, **kwargs))
+            code: int | None = asyncio.run(func(ctx, *args, **kwargs))
         except ConfigError as exc:
             for problem in exc.problems:
                 click.echo(f"dersync: configuration: {problem}", err=True)

@@ -19,7 +19,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.rule import Rule
 from rich.table import Table
 
-
 T = TypeVar("T")
 console = Console()
 errors = Console(stderr=True)

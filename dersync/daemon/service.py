@@ -14,8 +14,9 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -90,7 +91,7 @@ class Service:
         scheduler.start()
         # A standby that takes over syncs at once: the old leader may have stopped mid-pass,
         # and the next scheduled pass may be an interval (minutes) away.
-        leadership.on_acquired = lambda: scheduler.modify_job("sync", next_run_time=datetime.now(timezone.utc))
+        leadership.on_acquired = lambda: scheduler.modify_job("sync", next_run_time=datetime.now(UTC))
         # A leader that lost the lease stops its pass as on SIGTERM: nothing more is sent (the
         # transport's guard sees to that), answers in flight are recorded if the store takes them.
         leadership.on_lost = lambda: self.halt_pass.set()
@@ -137,15 +138,17 @@ class Service:
         zone = ZoneInfo(self.settings.timezone)
         scheduler = AsyncIOScheduler(timezone=zone)
         common = {"max_instances": 1, "coalesce": True}
-        scheduler.add_job(self._as_job("sync", self.sync_job), IntervalTrigger(seconds=self.settings.sync_interval_seconds),
-                          id="sync", next_run_time=datetime.now(timezone.utc),
+        scheduler.add_job(self._as_job("sync", self.sync_job),
+                          IntervalTrigger(seconds=self.settings.sync_interval_seconds),
+                          id="sync", next_run_time=datetime.now(UTC),
                           misfire_grace_time=max(1, int(self.settings.sync_interval_seconds)), **common)
         scheduler.add_job(self._as_job("reconcile", self.reconcile_job),
                           CronTrigger.from_crontab(self.settings.reconcile_cron, timezone=zone), id="reconcile",
                           misfire_grace_time=3600, **common)
         # Every replica, leader or standby, keeps a valid token (a cached one costs no request),
         # so that readiness is true and a standby can take over without waiting for one.
-        scheduler.add_job(self.token_job, IntervalTrigger(seconds=max(1.0, self.settings.token_refresh_margin_seconds / 2)),
+        scheduler.add_job(self.token_job,
+                          IntervalTrigger(seconds=max(1.0, self.settings.token_refresh_margin_seconds / 2)),
                           id="token", misfire_grace_time=60, **common)
         return scheduler
 
@@ -182,7 +185,7 @@ class Service:
                 log.error(f"daemon.{name}.failed", error=str(exc))
             except asyncio.CancelledError:
                 log.warning(f"daemon.{name}.cancelled")
-            except Exception as exc:  # noqa: BLE001 - logged; the next run tries again
+            except Exception as exc:
                 log.error(f"daemon.{name}.failed", error=str(exc), error_type=type(exc).__name__)
                 if name == "sync":
                     self._sync_again_soon()
@@ -200,7 +203,7 @@ class Service:
         self._sync_failures += 1
         wait = self.retry_policy.delay(self._sync_failures)
         job = self.scheduler.get_job("sync")
-        soon = datetime.now(timezone.utc) + timedelta(seconds=wait)
+        soon = datetime.now(UTC) + timedelta(seconds=wait)
         if job is not None and job.next_run_time is not None and job.next_run_time > soon:
             self.scheduler.modify_job("sync", next_run_time=soon)
             log.info("daemon.sync.retry_scheduled", retry=self._sync_failures, in_seconds=round(wait, 3))
@@ -209,7 +212,7 @@ class Service:
         """Let in-flight jobs finish (they stop taking new records), then cancel what is left."""
         if not self._jobs:
             return
-        done, pending = await asyncio.wait(set(self._jobs), timeout=self.settings.shutdown_grace_seconds)
+        _done, pending = await asyncio.wait(set(self._jobs), timeout=self.settings.shutdown_grace_seconds)
         for task in pending:
             task.cancel()
         if pending:
@@ -245,7 +248,7 @@ class Service:
             assert self.store is not None
             await self.store.ping()
             details["store"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             ready = False
             details["store"] = f"unavailable: {exc}"
         details["token"] = self._token_state()

@@ -27,9 +27,10 @@ import re
 import signal
 import uuid
 import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -205,7 +206,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def error_reply(status: int, txid: str, errors: list[v.ApiError] | v.ApiError, headers: dict[str, str] | None = None) -> Reply:
+def error_reply(status: int, txid: str, errors: list[v.ApiError] | v.ApiError,
+                headers: dict[str, str] | None = None) -> Reply:
     errs = [errors] if isinstance(errors, v.ApiError) else errors
     return Reply(status, {"transactionId": txid, "errors": [e.as_dict() for e in errs]}, headers or {})
 
@@ -343,7 +345,8 @@ async def read_json_body(ctx: Ctx) -> Reply | None:
     encoding = req.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
         return error_reply(
-            415, txid, _e(415, "Unsupported Media Type", f"Content-Encoding {encoding!r} is not supported (gzip, deflate)")
+            415, txid,
+            _e(415, "Unsupported Media Type", f"Content-Encoding {encoding!r} is not supported (gzip, deflate)"),
         )
     too_big = _e(413, "Payload Too Large", f"payload exceeds {limit} bytes (compressed or uncompressed)")
     if (req.content_length or 0) > limit:
@@ -421,7 +424,8 @@ async def installation_create(ctx: Ctx) -> Reply:
         if nmi in st.installations:
             errs.append(_e(1002, "Installation already exists", f"NMI {nmi} already has an installation; use PUT"))
         if nmi not in st.nmis:
-            errs.append(_e(1003, "NMI not registered", f"NMI {nmi} has no NMI record; create it with the NMI API first"))
+            errs.append(_e(1003, "NMI not registered",
+                           f"NMI {nmi} has no NMI record; create it with the NMI API first"))
     if errs:
         return error_reply(422, ctx.txid, errs)
     inst, exceptions = st.create_installation(data, _assessor(ctx))
@@ -469,7 +473,7 @@ async def installation_list(ctx: Ctx) -> Reply:
     total = len(found)
     pages = math.ceil(total / query.page_size)
     start = (query.page - 1) * query.page_size
-    page = [ctx.state.get_installation(nmi) for nmi in found[start : start + query.page_size]]
+    page = [inst for nmi in found[start : start + query.page_size] if (inst := ctx.state.get_installation(nmi))]
     exceptions = [e for inst in page for e in ctx.state.exceptions.get(inst["nmi"], [])]
     paging = {"page": query.page, "pageSize": query.page_size, "totalPages": pages, "totalRecords": total}
     if ctx.cfg.response_shape == "bare":
@@ -581,7 +585,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         reply = error_reply(
             429,
             txid,
-            _e(429, "Too Many Requests", f"DER Register calls allow a maximum of {cfg.rate_limit_per_minute} requests per minute"),
+            _e(429, "Too Many Requests",
+               f"DER Register calls allow a maximum of {cfg.rate_limit_per_minute} requests per minute"),
             headers,
         )
         if cfg.latency_seconds:

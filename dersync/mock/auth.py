@@ -14,7 +14,8 @@ import base64
 import binascii
 import hmac
 import secrets
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -58,7 +59,7 @@ def gateway_error(status: int, title: str, detail: str, source: str = "API Gatew
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
@@ -87,7 +88,7 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 
-async def token_endpoint(request: web.Request, sim: "Simulator", txid: str) -> web.Response:
+async def token_endpoint(request: web.Request, sim: Simulator, txid: str) -> web.Response:
     """``POST /oauth/v1/token`` (the caller has already routed and applied latency/faults)."""
     cfg = sim.config
     if request.method != "POST":

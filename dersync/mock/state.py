@@ -26,8 +26,9 @@ import os
 import tempfile
 import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from .validation import SERVER_OWNED
 
@@ -63,7 +64,7 @@ class SimClock:
         return time.monotonic() + self.offset
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.offset)
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.offset)
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
@@ -229,7 +230,8 @@ class RegisterState:
         if changed:
             conn["recordUpdateDate"] = now
 
-    def create_installation(self, data: dict[str, Any], assess: Assessor) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def create_installation(self, data: dict[str, Any],
+                            assess: Assessor) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """POST /installation after validation: assign ids, stamp dates, assess, store."""
         now = self.clock.iso()
         nmi = data["nmi"]
@@ -284,7 +286,8 @@ class RegisterState:
         self, predicate: Callable[[dict[str, Any]], bool], candidates: Iterable[str] | None = None
     ) -> list[str]:
         """NMIs (sorted) whose current installation matches ``predicate``; ``candidates`` narrows the scan."""
-        pool = self.installations.keys() if candidates is None else (n for n in set(candidates) if n in self.installations)
+        pool = (self.installations.keys() if candidates is None
+                else (n for n in set(candidates) if n in self.installations))
         return sorted(n for n in pool if predicate(self.installations[n]))
 
     # ---------------------------------------------------------------- test helpers

@@ -10,7 +10,7 @@ Rejected (429) requests do not enter the window. Amortised O(1): one deque of ti
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 WINDOW_SECONDS = 60.0
 

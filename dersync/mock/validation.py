@@ -41,8 +41,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # --------------------------------------------------------------------------------------------
 # Enumerations (from the GET filter descriptions in the Installation v2 OpenAPI)
@@ -140,22 +141,22 @@ DEVICE: dict[str, Any] = {
     "status": S,
     "details": Obj(DEVICE_DETAILS),
 }
-_CONN_DETAIL_STRINGS = (
-    "manufacturerName modelNumber equipmentSeries equipmentStandard regionSetting "
-    "additionalRequirements dredInverterInteraction invVoltWattRespMode invVoltVarRespMode "
-    "invReactivePowerMode fixPowerFactorMode fixPowerFactorQuad powerRespMode powerFactorQuadAtP1 "
-    "powerFactorQuadAtP2 powerRateLimitMode reactivePowerRegulation voltageSetPointUnit "
-    "reactiveFixPowerFactorQuad generatorRampRate frequencySensitiveMode"
-).split()
-_CONN_DETAIL_NUMBERS = (
-    "sustainOpOvervoltLimit stopAtOverFreq stopAtUnderFreq invWattRespV1 invWattRespV2 "
-    "invWattRespV3 invWattRespV4 invWattRespPAtV1 invWattRespPAtV2 invWattRespPAtV3 "
-    "invWattRespPAtV4 invVarRespV1 invVarRespV2 invVarRespV3 invVarRespV4 invVarRespQAtV1 "
-    "invVarRespQAtV2 invVarRespQAtV3 invVarRespQAtV4 invFixReactivePower fixPowerFactor "
-    "referencePointP1 referencePointP2 powerFactorAtP1 powerFactorAtP2 powerRampRate "
-    "voltageSetPoint deadband droop baseForDroop reactivePowerSourceLimit reactivePowerSinkLimit "
-    "reactiveFixPowerFactor powerRampGradient frequencyDeadband frequencyDroop"
-).split()
+_CONN_DETAIL_STRINGS = [
+    "manufacturerName", "modelNumber", "equipmentSeries", "equipmentStandard", "regionSetting",
+    "additionalRequirements", "dredInverterInteraction", "invVoltWattRespMode", "invVoltVarRespMode",
+    "invReactivePowerMode", "fixPowerFactorMode", "fixPowerFactorQuad", "powerRespMode", "powerFactorQuadAtP1",
+    "powerFactorQuadAtP2", "powerRateLimitMode", "reactivePowerRegulation", "voltageSetPointUnit",
+    "reactiveFixPowerFactorQuad", "generatorRampRate", "frequencySensitiveMode"
+]
+_CONN_DETAIL_NUMBERS = [
+    "sustainOpOvervoltLimit", "stopAtOverFreq", "stopAtUnderFreq", "invWattRespV1", "invWattRespV2",
+    "invWattRespV3", "invWattRespV4", "invWattRespPAtV1", "invWattRespPAtV2", "invWattRespPAtV3",
+    "invWattRespPAtV4", "invVarRespV1", "invVarRespV2", "invVarRespV3", "invVarRespV4", "invVarRespQAtV1",
+    "invVarRespQAtV2", "invVarRespQAtV3", "invVarRespQAtV4", "invFixReactivePower", "fixPowerFactor",
+    "referencePointP1", "referencePointP2", "powerFactorAtP1", "powerFactorAtP2", "powerRampRate",
+    "voltageSetPoint", "deadband", "droop", "baseForDroop", "reactivePowerSourceLimit", "reactivePowerSinkLimit",
+    "reactiveFixPowerFactor", "powerRampGradient", "frequencyDeadband", "frequencyDroop"
+]
 CONNECTION_DETAILS: dict[str, Any] = {
     "recordCreationDate": S,
     "recordUpdateDate": S,
@@ -186,18 +187,17 @@ CONNECTION: dict[str, Any] = {
     "details": Obj(CONNECTION_DETAILS),
     "devices": Arr(Obj(DEVICE)),
 }
-_INST_STRINGS = (
-    "recordCreationDate recordUpdateDate nmi jobNumber islandableInstallation "
-    "centralProtectionControl interTripScheme otherProtection installerId comments"
-).split()
-_INST_NUMBERS = (
-    "approvedCapacity loadCapacity exportLimitkW importLimitKw availablePhasesCount "
-    "installedPhasesCount underFrequencyProtection underFrequencyProtectionDelay "
-    "overFrequencyProtection overFrequencyProtectionDelay underVoltageProtection "
-    "underVoltageProtectionDelay overVoltageProtection overVoltageProtectionDelay "
-    "sustainedOverVoltage sustainedOverVoltageDelay frequencyRateOfChange voltageVectorShift "
-    "neutralVoltageDisplacement"
-).split()
+_INST_STRINGS = [
+    "recordCreationDate", "recordUpdateDate", "nmi", "jobNumber", "islandableInstallation",
+    "centralProtectionControl", "interTripScheme", "otherProtection", "installerId", "comments"
+]
+_INST_NUMBERS = [
+    "approvedCapacity", "loadCapacity", "exportLimitkW", "importLimitKw", "availablePhasesCount",
+    "installedPhasesCount", "underFrequencyProtection", "underFrequencyProtectionDelay", "overFrequencyProtection",
+    "overFrequencyProtectionDelay", "underVoltageProtection", "underVoltageProtectionDelay",
+    "overVoltageProtection", "overVoltageProtectionDelay", "sustainedOverVoltage", "sustainedOverVoltageDelay",
+    "frequencyRateOfChange", "voltageVectorShift", "neutralVoltageDisplacement"
+]
 INSTALLATION: dict[str, Any] = {
     **{k: S for k in _INST_STRINGS},
     **{k: N for k in _INST_NUMBERS},
@@ -409,7 +409,8 @@ def check_ids(current: Mapping[str, Any] | None, data: Mapping[str, Any]) -> lis
         if cid_raw is not None:
             if cid is None or cid not in known:
                 out.append(
-                    ApiError("1010", "Unknown connectionId", f"{cp}.connectionId {cid_raw!r} is not a connection of this NMI")
+                    ApiError("1010", "Unknown connectionId",
+                             f"{cp}.connectionId {cid_raw!r} is not a connection of this NMI")
                 )
             elif cid in seen_conn:
                 out.append(ApiError("1013", "Duplicate id", f"{cp}.connectionId {cid} appears twice"))

@@ -9,6 +9,7 @@ so it must be a `local` exception here, before anything is sent.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
@@ -45,7 +46,7 @@ def _check_nmi(value: str) -> str:
     return value
 
 
-def _enumeration(name: str):
+def _enumeration(name: str) -> Callable[[str, ValidationInfo], str]:
     """A validator that checks a value against a list kept in configuration (via context)."""
 
     def check(value: str, info: ValidationInfo) -> str:

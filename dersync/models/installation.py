@@ -165,7 +165,7 @@ class AcConnection(ServerOwned):
     devices: list[Device] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
-    def _unique_device_ids(self) -> "AcConnection":
+    def _unique_device_ids(self) -> AcConnection:
         seen: set[str] = set()
         for device in self.devices:
             if device.nsp_device_id in seen:
@@ -210,7 +210,7 @@ class Installation(ServerOwned):
     ac_connections: list[AcConnection] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
-    def _unique_connection_ids(self) -> "Installation":
+    def _unique_connection_ids(self) -> Installation:
         seen: set[str] = set()
         for connection in self.ac_connections:
             if connection.nsp_connection_id in seen:

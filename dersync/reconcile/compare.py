@@ -5,8 +5,8 @@ Rules, from AEMO's documents and the register's semantics:
 * Server-owned fields (`recordCreationDate`, `recordUpdateDate`, `recordConfirmedDate`,
   `installationStage`, `connectionId`, `deviceId`) are never compared.
 * A field AEMO returns as `null` (or leaves out, or as an empty string, list or object) while the
-  store has no value for it is equal: AEMO adds nulls for fields never sent. A non-null value AEMO holds for a field the store does
-  not send *is* a difference (`store` is `None`).
+  store has no value for it is equal: AEMO adds nulls for fields never sent. A non-null value AEMO
+  holds for a field the store does not send *is* a difference (`store` is `None`).
 * Numbers compare by value (5 == 5.0, and "5.0" == 5 when AEMO answers with a numeric string);
   a date equals the same date at midnight (`2024-03-01` == `2024-03-01T00:00:00Z`).
 * AC connections pair by `nspConnectionId`, devices by `nspDeviceId`. AEMO's `connectionId` /
@@ -22,8 +22,9 @@ A difference is `{"path": ..., "store": <store value or None>, "aemo": <AEMO val
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from dersync.store.equipment import IdMap
 
@@ -97,10 +98,10 @@ def _compare_object(store: Mapping[str, Any] | None, aemo: Mapping[str, Any] | N
             continue
         mine, theirs = store.get(key), aemo.get(key)
         path = f"{prefix}.{key}" if prefix else key
-        if isinstance(mine, Mapping) or isinstance(theirs, Mapping):
-            if (mine is None or isinstance(mine, Mapping)) and (theirs is None or isinstance(theirs, Mapping)):
-                _compare_object(mine, theirs, path, diffs)
-                continue
+        both_objects = (mine is None or isinstance(mine, Mapping)) and (theirs is None or isinstance(theirs, Mapping))
+        if (isinstance(mine, Mapping) or isinstance(theirs, Mapping)) and both_objects:
+            _compare_object(mine, theirs, path, diffs)
+            continue
         if not values_equal(mine, theirs):
             diffs.append({"path": path, "store": _show(mine), "aemo": _show(theirs)})
 
@@ -143,7 +144,8 @@ def _pair(store: Sequence[Any], aemo: Sequence[Any], field: str, key: str, id_ke
             matched[nsp] = item
         else:
             unpaired.append(item)
-    pairs = [(item, matched.get(nsp), f"{field}[{key}={nsp}]") for nsp, item in mine.items()]
+    pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None, str]] = [
+        (item, matched.get(nsp), f"{field}[{key}={nsp}]") for nsp, item in mine.items()]
     seen: set[str] = set(mine)
     for item in unpaired:
         nsp = item.get(key)
@@ -190,7 +192,7 @@ def _loosely_equal(store: Any, aemo: Any) -> bool:
         other = aemo if store is None else store
         return other in ("", [], {}) or (isinstance(other, Mapping) and not _norm(other))
     if isinstance(store, (list, tuple)) and isinstance(aemo, (list, tuple)):
-        return len(store) == len(aemo) and all(values_equal(a, b) for a, b in zip(store, aemo))
+        return len(store) == len(aemo) and all(values_equal(a, b) for a, b in zip(store, aemo, strict=False))
     if isinstance(store, Mapping) and isinstance(aemo, Mapping):
         keys = (set(store) | set(aemo)) - SERVER_OWNED
         return all(values_equal(store.get(k), aemo.get(k)) for k in keys)

@@ -17,7 +17,8 @@ local validation problems.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from dersync.aemo.client import AemoClient
 from dersync.aemo.responses import AemoResponse

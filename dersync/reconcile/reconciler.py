@@ -240,7 +240,8 @@ class Reconciler:
             if not all(repairable(d) for d in diffs):
                 detail += ("; AEMO holds values or equipment the store does not send, which a push "
                            "cannot remove (AEMO's PUT updates or adds): resolve them with AEMO")
-            findings.append(DriftFinding(item.nmi, DriftKind.DIFFERENT_AT_AEMO, Part.INSTALLATION, diffs, detail, fixable))
+            findings.append(DriftFinding(item.nmi, DriftKind.DIFFERENT_AT_AEMO, Part.INSTALLATION, diffs, detail,
+                                         fixable))
         conditional = conditional_equipment(held)
         if conditional:
             findings.append(DriftFinding(
@@ -260,8 +261,8 @@ class Reconciler:
                 unread.add(item.nmi)
                 return []
         if response.status == 404:
-            return [DriftFinding(item.nmi, DriftKind.MISSING_AT_AEMO, Part.NMI, detail="AEMO holds no NMI record for this NMI",
-                            repairable=True)]
+            return [DriftFinding(item.nmi, DriftKind.MISSING_AT_AEMO, Part.NMI,
+                                 detail="AEMO holds no NMI record for this NMI", repairable=True)]
         if not response.ok or not isinstance(response.data, Mapping):
             log.warning("reconcile.nmi_lookup.unexpected", nmi=item.nmi, status=response.status,
                         transactionId=response.transaction_id)

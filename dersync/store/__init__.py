@@ -12,7 +12,6 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -20,11 +19,11 @@ from dersync.errors import StoreUnavailable
 from dersync.store import drift, equipment, lease, passes, records, validation_exceptions
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
-from dersync.store.validation_exceptions import ValidationException
 from dersync.store.lease import Claim, Fence, LeaseRow
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
 from dersync.store.records import ABSENT, InputRow, StoredRecord
-from dersync.store.tables import der_record
+from dersync.store.validation_exceptions import ValidationException
+from dersync.vocabulary import PassKind
 
 __all__ = [
     "ABSENT", "Claim", "EquipmentId", "Fence", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome", "Store",
@@ -175,20 +174,14 @@ class Store:
         """Counts by sync state, open exceptions by level, the latest reconciliation's findings by
         kind, and the last passes."""
         async with self.transaction() as connection:
-            rows = await connection.execute(
-                select(der_record.c.sync_state, func.count()).group_by(der_record.c.sync_state)
-            )
-            by_state = {"pending": 0, "synced": 0, "rejected": 0, "retry": 0}
-            by_state.update({state: count for state, count in rows})
-            due = (await connection.execute(select(func.count()).where(der_record.c.due))).scalar_one()
             return {
-                "records": by_state,
-                "due": due,
+                "records": await records.state_counts(connection),
+                "due": await records.count_due(connection),
                 "open_exceptions": await validation_exceptions.open_counts(connection),
                 "drift": await drift.latest_counts(connection),
-                "last_sync": await passes.last_pass(connection, "sync"),
-                "last_successful_sync": await passes.last_pass(connection, "sync", successful=True),
-                "last_reconcile": await passes.last_pass(connection, "reconcile"),
+                "last_sync": await passes.last_pass(connection, PassKind.SYNC),
+                "last_successful_sync": await passes.last_pass(connection, PassKind.SYNC, successful=True),
+                "last_reconcile": await passes.last_pass(connection, PassKind.RECONCILE),
             }
 
     @asynccontextmanager

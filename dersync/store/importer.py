@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -229,6 +229,7 @@ def _nesting(value: Any) -> int:
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):
@@ -245,6 +246,7 @@ def _nesting(value: Any) -> int:
 def _nmi_of(item: dict[str, Any]) -> str | None:
     for key in PARTS:
         part = item.get(key)
-        if isinstance(part, dict) and isinstance(part.get("nmi"), str) and part["nmi"].strip():
-            return part["nmi"].strip()
+        nmi = part.get("nmi") if isinstance(part, dict) else None
+        if isinstance(nmi, str) and nmi.strip():
+            return nmi.strip()
     return None

@@ -7,17 +7,18 @@ due; never synced without the exceptions and ids that came with the answer.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Sequence
 
 from sqlalchemy import Boolean, bindparam, case, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dersync.store.equipment import EquipmentId, save_ids
-from dersync.store.validation_exceptions import PartExceptions, ValidationException, sync_many
 from dersync.store.tables import der_record
+from dersync.store.validation_exceptions import PartExceptions, ValidationException, sync_many
 from dersync.vocabulary import Level, Part, Result, SyncState
+
 
 @dataclass(frozen=True)
 class PartOutcome:
@@ -92,7 +93,8 @@ async def _update_records(connection: AsyncConnection, outcomes: Sequence[Record
         values = _record_values(outcome, now)
         shapes.setdefault((outcome.state == SyncState.RETRY, tuple(sorted(values))), []).append(values)
     for (still_due, columns), rows in shapes.items():
-        sets: dict[str, object] = {c: bindparam(c, type_=der_record.c[c].type) for c in columns if not c.startswith("b_")}
+        sets: dict[str, object] = {c: bindparam(c, type_=der_record.c[c].type)
+                                   for c in columns if not c.startswith("b_")}
         # If the input changed while we worked (revision moved on), the row stays due for the next pass.
         sets["due"] = case((der_record.c.revision == bindparam("b_revision"), bindparam("b_still_due", type_=Boolean)),
                            else_=true())

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.store.tables import der_record
+from dersync.vocabulary import SyncState, values
 
 T = TypeVar("T")
 
@@ -63,9 +65,10 @@ async def upsert_inputs(connection: AsyncConnection, rows: Sequence[InputRow]) -
             values["installation"] = row.installation
         groups.setdefault((has_details, has_installation), []).append(values)
     dialect = connection.dialect.name
-    for (has_details, has_installation), values in groups.items():
+    for (has_details, has_installation), rows_of_shape in groups.items():
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(der_record)
-        replaced = [name for name, present in (("nmi_details", has_details), ("installation", has_installation)) if present]
+        parts = (("nmi_details", has_details), ("installation", has_installation))
+        replaced = [name for name, present in parts if present]
         if replaced:
             statement = insert.on_conflict_do_update(
                 index_elements=[der_record.c.nmi],
@@ -73,7 +76,7 @@ async def upsert_inputs(connection: AsyncConnection, rows: Sequence[InputRow]) -
             )
         else:
             statement = insert.on_conflict_do_nothing(index_elements=[der_record.c.nmi])
-        await connection.execute(statement, values)
+        await connection.execute(statement, rows_of_shape)
 
 
 def _last_per_nmi(rows: Sequence[InputRow]) -> list[InputRow]:
@@ -144,6 +147,12 @@ async def load_records(connection: AsyncConnection, nmis: Sequence[str]) -> list
 
 
 async def count_due(connection: AsyncConnection) -> int:
-    from sqlalchemy import func
-
     return int((await connection.execute(select(func.count()).where(der_record.c.due))).scalar_one())
+
+
+async def state_counts(connection: AsyncConnection) -> dict[str, int]:
+    """Records by sync state, every state present (a state with none reads 0 on a dashboard)."""
+    rows = await connection.execute(select(der_record.c.sync_state, func.count()).group_by(der_record.c.sync_state))
+    counts = dict.fromkeys(values(SyncState), 0)
+    counts.update({state: int(count) for state, count in rows})
+    return counts

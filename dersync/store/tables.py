@@ -135,5 +135,13 @@ sender_lease = Table(
     Column("renewed_at", DateTime(timezone=True), comment="database time of the last write (for people)"),
 )
 
-__all__ = ["metadata", "der_record", "equipment_id", "validation_exception", "sync_pass", "drift_finding",
-           "sender_lease", "false"]
+__all__ = [
+    "der_record",
+    "drift_finding",
+    "equipment_id",
+    "false",
+    "metadata",
+    "sender_lease",
+    "sync_pass",
+    "validation_exception",
+]

@@ -22,7 +22,6 @@ from dersync.store.tables import validation_exception as vx
 from dersync.vocabulary import ExceptionStatus, Level
 
 
-
 @dataclass(frozen=True)
 class ValidationException:
     """One validation exception as a push (or local validation) reported it."""
@@ -54,7 +53,7 @@ class PartExceptions:
     exceptions: Sequence[ValidationException]
 
 
-async def sync_many(connection: AsyncConnection, items: Sequence[PartValidationExceptions], now: datetime) -> None:
+async def sync_many(connection: AsyncConnection, items: Sequence[PartExceptions], now: datetime) -> None:
     """Make the open exceptions of each (nmi, part) at its covered levels equal to its findings,
     with a fixed number of statements whatever the count.
 
@@ -80,7 +79,8 @@ async def sync_many(connection: AsyncConnection, items: Sequence[PartValidationE
             if key in candidates:
                 updates.append({"b_id": candidates.pop(key), "last_seen_at": now, **_values(finding)})
             else:
-                inserts.append({"nmi": item.nmi, "part": item.part, "status": ExceptionStatus.OPEN, "first_seen_at": now,
+                inserts.append({"nmi": item.nmi, "part": item.part, "status": ExceptionStatus.OPEN,
+                                "first_seen_at": now,
                                 "last_seen_at": now, **_values(finding)})
         stale.extend(row_id for key, row_id in candidates.items() if key[0] in item.covered_levels)
     if updates:
@@ -97,7 +97,10 @@ async def sync_many(connection: AsyncConnection, items: Sequence[PartValidationE
 _IN_CHUNK = 1000
 
 
-async def _open_rows(connection: AsyncConnection, nmis: Sequence[str]) -> dict[tuple[str, str], dict[tuple[str, ...], int]]:
+OpenRows = dict[tuple[str, str], dict[tuple[str, ...], int]]
+
+
+async def _open_rows(connection: AsyncConnection, nmis: Sequence[str]) -> OpenRows:
     """Open exceptions of these NMIs, by (nmi, part) and then by `ValidationException.key()`."""
     found: dict[tuple[str, str], dict[tuple[str, ...], int]] = {}
     for start in range(0, len(nmis), _IN_CHUNK):
@@ -146,7 +149,7 @@ async def list_exceptions(
         query = query.where(vx.c.level == level)
     if limit:
         query = query.limit(limit)
-    return [_item(row._mapping) for row in await connection.execute(query)]
+    return [_item(dict(row._mapping)) for row in await connection.execute(query)]
 
 
 def _item(row: Mapping[str, Any]) -> dict[str, Any]:

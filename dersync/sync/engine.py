@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -31,7 +31,7 @@ from dersync.store.equipment import ids_from_installation
 from dersync.store.passes import OpenPass
 from dersync.sync import answers
 from dersync.sync.payload import missing_ids, with_aemo_ids
-from dersync.sync.plan import PartNotSent, PartPlan, PartToSend, RecordPlan, plan_record
+from dersync.sync.plan import PartNotSent, PartToSend, RecordPlan, plan_record
 from dersync.sync.summary import PassSummary
 from dersync.vocabulary import Part, PassKind, PassStatus, Result, SyncState
 
@@ -153,7 +153,8 @@ class SyncEngine:
             summary.records += len(plans)
         for plan in plans:
             if not plan.sends:
-                await self._record(plan, [answers.without_http(part) for part in plan.parts if isinstance(part, PartNotSent)], summary)
+                quiet = [answers.without_http(part) for part in plan.parts if isinstance(part, PartNotSent)]
+                await self._record(plan, quiet, summary)
         loud = [plan for plan in plans if plan.sends]
         if not loud or self.stop.is_set():
             return
@@ -170,7 +171,7 @@ class SyncEngine:
         except BaseExceptionGroup as failures:
             # A record's push failed fatally (the store went away, AEMO refused our credentials):
             # the pass stops with that error itself, not a group the CLI and daemon cannot read.
-            raise _first_error(failures)
+            raise _first_error(failures) from None
 
     async def _views(self, plans: Sequence[RecordPlan]) -> dict[str, AemoView] | None:
         """What AEMO holds for these NMIs, reading AEMO only where the store is not sure."""
@@ -255,26 +256,19 @@ class SyncEngine:
         payload = part.payload
         api = self.client.nmi
         if view.nmi_at_aemo is None and plan.record.attempt_started_at is not None:
-            existing = await api.get(plan.nmi)
-            view.nmi_at_aemo = existing.status == 200
+            view.nmi_at_aemo = (await api.get(plan.nmi)).status == 200
         if view.nmi_at_aemo:
-            response = await api.update(plan.nmi, payload)
+            response, operation = await api.update(plan.nmi, payload), "update"
             if response.status == 404:
-                response = await api.create(payload)
-                summary.count_write(Part.NMI, "create", response)
-            else:
-                summary.count_write(Part.NMI, "update", response)
+                response, operation = await api.create(payload), "create"
         else:
-            response = await api.create(payload)
-            if response.status in (409, 422):
+            response, operation = await api.create(payload), "create"
+            if response.status in (409, 422) and (await api.get(plan.nmi)).status == 200:
                 # A question before a rejection: registered outside dersync, or by an earlier
-                # attempt whose answer was lost? If AEMO holds it, update instead.
-                if (await api.get(plan.nmi)).status == 200:
-                    view.nmi_at_aemo = True
-                    response = await api.update(plan.nmi, payload)
-                    summary.count_write(Part.NMI, "update", response)
-                    return answers.from_response(part, response, sent=payload)
-            summary.count_write(Part.NMI, "create", response)
+                # attempt whose answer was lost. AEMO holds it, so update it instead.
+                view.nmi_at_aemo = True
+                response, operation = await api.update(plan.nmi, payload), "update"
+        summary.count_write(Part.NMI, operation, response)
         return answers.from_response(part, response, sent=payload)
 
     async def _send_installation(self, plan: RecordPlan, part: PartToSend, view: AemoView,
@@ -348,7 +342,7 @@ class SyncEngine:
             self.progress(summary.records_done, summary.due)
 
 
-def _first_error(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg]
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 

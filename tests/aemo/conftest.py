@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 

@@ -3,7 +3,7 @@ the response shapes AEMO's documents leave open (wrapped and bare)."""
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
@@ -15,7 +15,7 @@ from dersync.settings import Settings
 from dersync.testing import connection, installation, nmi_details, nmi_for
 
 SHAPES = [{"response_shape": "wrapped"}, {"response_shape": "bare"}]
-SHAPES_AND_HEADERS = SHAPES + [{"response_shape": "bare", "bare_list_paging_headers": True}]
+SHAPES_AND_HEADERS = [*SHAPES, {"response_shape": "bare", "bare_list_paging_headers": True}]
 
 
 def _register(sim: Simulator, nmis: list[str]) -> None:

@@ -7,7 +7,8 @@ e.g. "503, then a normal answer". Backoff is a few milliseconds (conftest settin
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs

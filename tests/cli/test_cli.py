@@ -26,14 +26,17 @@ def invoke(args: list[str], env: dict[str, str] | None = None, cwd: Path | None 
     [
         ({}, ["DERSYNC_CLIENT_ID is not set", "DERSYNC_CLIENT_SECRET is not set", "DERSYNC_PARTICIPANT_ID is not set"]),
         ({"DERSYNC_CLIENT_ID": "a", "DERSYNC_CLIENT_SECRET": "b", "DERSYNC_PARTICIPANT_ID": "c",
-          "DERSYNC_TLS_CLIENT_CERT": "/nonexistent/client.crt"}, ["DERSYNC_TLS_CLIENT_CERT: file '/nonexistent/client.crt' does not exist"]),
+          "DERSYNC_TLS_CLIENT_CERT": "/nonexistent/client.crt"},
+         ["DERSYNC_TLS_CLIENT_CERT: file '/nonexistent/client.crt' does not exist"]),
         ({"DERSYNC_OAUTH_TOKEN_URL": "ftp://x"}, ["DERSYNC_OAUTH_TOKEN_URL: must be an http(s) URL"]),
         ({"DERSYNC_RATE_LIMIT_PER_MINUTE": "lots"}, ["DERSYNC_RATE_LIMIT_PER_MINUTE: Input should be a valid integer"]),
         ({"DERSYNC_DATABASE_URL": "mysql://x"}, ["DERSYNC_DATABASE_URL: must be a sqlite:/// or postgresql:// URL"]),
-        ({"DERSYNC_CONFIG": "/nonexistent/dersync.toml"}, ["DERSYNC_CONFIG: configuration file '/nonexistent/dersync.toml' does not exist"]),
+        ({"DERSYNC_CONFIG": "/nonexistent/dersync.toml"},
+         ["DERSYNC_CONFIG: configuration file '/nonexistent/dersync.toml' does not exist"]),
     ],
 )
-def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path, env: dict[str, str], expected: list[str]) -> None:
+def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path: Path, env: dict[str, str],
+                                                             expected: list[str]) -> None:
     """Each configuration problem is one readable line on stderr, exit code 2, no traceback."""
     env = {"DERSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **env}
     result = invoke(["sync"], env=env, cwd=tmp_path)
@@ -56,8 +59,10 @@ def test_import_reports_bad_lines_and_stores_the_rest(tmp_path: Path) -> None:
     """Lines that are not JSON, not UTF-8 or name no NMI are reported by line number and skipped;
     every other line is stored."""
     path = tmp_path / "records.jsonl"
-    good = {"nmiDetails": {"nmi": "8001000001", "substation": "Morley", "postCode": "6062", "tni": "WMOR", "status": "Active"}}
-    lines = [json.dumps(good).encode(), b"{not json", b"\xff\xfe bad bytes", json.dumps({"installation": {"x": 1}}).encode(),
+    good = {"nmiDetails": {"nmi": "8001000001", "substation": "Morley", "postCode": "6062", "tni": "WMOR",
+                           "status": "Active"}}
+    lines = [json.dumps(good).encode(), b"{not json", b"\xff\xfe bad bytes",
+             json.dumps({"installation": {"x": 1}}).encode(),
              json.dumps({"nmiDetails": {"nmi": "8001000002", "status": 7}}).encode()]
     path.write_bytes(b"\n".join(lines) + b"\n")
     env = {"DERSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/store.db"}

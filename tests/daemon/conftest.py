@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from dersync.mock import Simulator
 from dersync.mock.state import RegisterState, Served
 from dersync.store import Store
 from dersync.store.equipment import ids_from_installation
-from dersync.store.tables import equipment_id
 from dersync.testing import (
     as_environment,
     free_port,
@@ -278,10 +276,8 @@ async def assert_store_matches_aemo(store: Store, simulator: Simulator, records:
     refused = {route: state.count(route=route, status=422) for route in ("nmi_create", "installation_create")}
     assert refused == {"nmi_create": 0, "installation_create": 0}, refused
     # The ids recorded with each outcome are the ones AEMO assigned (same transaction as the state).
-    async with store.engine.connect() as connection:
-        rows = await connection.execute(select(equipment_id.c.nmi, equipment_id.c.nsp_connection_id,
-                                               equipment_id.c.nsp_device_id, equipment_id.c.aemo_id))
-        stored = {(nmi, conn, dev, aemo_id) for nmi, conn, dev, aemo_id in rows}
+    known = await store.load_ids(sorted(everything))
+    stored = {(nmi, conn, dev, aemo_id) for nmi, ids in known.items() for (conn, dev), aemo_id in ids.items()}
     held = {(nmi, e.nsp_connection_id, e.nsp_device_id, e.aemo_id)
             for nmi, inst in state.installations.items() for e in ids_from_installation(inst)}
     assert stored == held

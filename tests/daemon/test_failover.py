@@ -159,7 +159,7 @@ async def test_two_replicas_survive_repeated_kill_9_of_the_leader(
         takeovers.append(time.monotonic() - leader.killed_at)
         assert successor is standby and takeovers[-1] <= TAKEOVER_LIMIT_SECONDS, takeovers
         assert await successor.leader_gauge() == 1.0
-        await wait_for(lambda: successor.logged("leader.acquired"), "leader.acquired in the new leader's log")
+        await wait_for(lambda s=successor: s.logged("leader.acquired"), "leader.acquired in the new leader's log")
         replacement = await cluster.start()  # two replicas again
         await cluster.ready(replacement)
         assert await replacement.role() == "standby" and await replacement.leader_gauge() == 0.0

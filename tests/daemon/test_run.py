@@ -7,8 +7,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,8 @@ async def daemon(database_url: str, simulator: Simulator, tmp_path: Path) -> Asy
     log_path = tmp_path / "daemon.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dersync", "run", env=env, cwd=tmp_path, stdout=log_file, stderr=asyncio.subprocess.STDOUT
+            sys.executable, "-m", "dersync", "run", env=env, cwd=tmp_path, stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT
         )
         try:
             yield {"process": process, "admin": f"http://127.0.0.1:{port}", "log": log_path,
@@ -75,7 +77,7 @@ async def test_daemon_syncs_records_fed_while_running_and_reports_metrics(
 
     assert (await http_get(daemon["admin"] + "/healthz"))[0] == 200
     await wait_for(lambda: _metrics_show(daemon["admin"], 'dersync_records{state="synced"} 8.0'), "metrics")
-    status, metrics = await http_get(daemon["admin"] + "/metrics")
+    _status, metrics = await http_get(daemon["admin"] + "/metrics")
     assert 'dersync_aemo_requests_total{api="installation",method="POST",status="201"}' in metrics
     assert "dersync_last_success_timestamp_seconds" in metrics
 
@@ -176,7 +178,7 @@ async def test_readiness_follows_the_token_a_replica_actually_holds(
 
         simulator.config.oauth_fault_rate = 1.0  # AEMO's OAuth endpoint answers 500 from now on
         await wait_for(lambda: _status_is(admin + "/readyz", 503), "readiness lost with the token")
-        status, body = await http_get(admin + "/readyz")
+        _status, body = await http_get(admin + "/readyz")
         assert json.loads(body)["token"] == "none", body
 
         simulator.config.oauth_fault_rate = 0.0

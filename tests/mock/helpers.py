@@ -43,7 +43,8 @@ class Api:
 
     async def fetch_token(self) -> str:
         async with self.session.post(
-            self.sim.oauth_token_url, params={"grant_type": "client_credentials"}, headers={"Authorization": self.basic()}
+            self.sim.oauth_token_url, params={"grant_type": "client_credentials"},
+            headers={"Authorization": self.basic()}
         ) as r:
             body = await r.json()
             assert r.status == 200, body
@@ -136,7 +137,8 @@ def connection(nsp: str = "C1", *, maker: str = "Fronius", model: str = "Primo 5
     return conn
 
 
-def device(nsp: str = "D1", *, maker: str = "Jinko Solar", model: str = "JKM415M-54HL4-V", **extra: Any) -> dict[str, Any]:
+def device(nsp: str = "D1", *, maker: str = "Jinko Solar", model: str = "JKM415M-54HL4-V",
+           **extra: Any) -> dict[str, Any]:
     dev: dict[str, Any] = {
         "nspDeviceId": nsp,
         "type": "Solar PV",

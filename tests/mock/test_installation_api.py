@@ -103,6 +103,16 @@ def _with(fn: Any) -> dict[str, Any]:
     return data
 
 
+def _conn(fn: Any) -> dict[str, Any]:
+    """NMI_A's installation with its first AC connection changed by `fn`."""
+    return _with(lambda d: fn(d["acConnections"][0]))
+
+
+def _dev(fn: Any) -> dict[str, Any]:
+    """NMI_A's installation with the first device of its first AC connection changed by `fn`."""
+    return _with(lambda d: fn(d["acConnections"][0]["devices"][0]))
+
+
 INSTALLATION_CASES: list[tuple[str, str, Any, int, list[str]]] = [
     # id, method, body, status, error codes (sorted)
     ("not wrapped", "POST", installation(NMI_A), 400, ["1020"]),
@@ -111,27 +121,27 @@ INSTALLATION_CASES: list[tuple[str, str, Any, int, list[str]]] = [
     ("string number", "POST", {"data": _with(lambda d: d.update(approvedCapacity="10"))}, 400, ["1020"]),
     ("bool string", "POST", {"data": _with(lambda d: d.update(islandableInstallation=False))}, 400, ["1020"]),
     ("misspelt field", "POST", {"data": _with(lambda d: d.update(exportLimitKw=5))}, 400, ["1020"]),
-    ("device count string", "POST", {"data": _with(lambda d: d["acConnections"][0]["devices"][0].update(count="1"))}, 400, ["1020"]),
+    ("device count string", "POST", {"data": _dev(lambda v: v.update(count="1"))}, 400, ["1020"]),
     ("bad nmi", "POST", {"data": _with(lambda d: d.update(nmi="12345"))}, 422, ["1000"]),
     ("no connections", "POST", {"data": _with(lambda d: d.update(acConnections=[]))}, 422, ["1004"]),
     ("no status", "POST", {"data": _with(lambda d: d["acConnections"][0].pop("status"))}, 422, ["1004"]),
-    ("no device type", "POST", {"data": _with(lambda d: d["acConnections"][0]["devices"][0].pop("type"))}, 422, ["1004"]),
-    ("bad equipmentType", "POST", {"data": _with(lambda d: d["acConnections"][0].update(equipmentType="Windmill"))}, 422, ["1006"]),
-    ("bad device type", "POST", {"data": _with(lambda d: d["acConnections"][0]["devices"][0].update(type="PV"))}, 422, ["1007"]),
+    ("no device type", "POST", {"data": _dev(lambda v: v.pop("type"))}, 422, ["1004"]),
+    ("bad equipmentType", "POST", {"data": _conn(lambda c: c.update(equipmentType="Windmill"))}, 422, ["1006"]),
+    ("bad device type", "POST", {"data": _dev(lambda v: v.update(type="PV"))}, 422, ["1007"]),
     ("count zero", "POST", {"data": _with(lambda d: d["acConnections"][0].update(count=0))}, 422, ["1008"]),
     ("count fraction", "POST", {"data": _with(lambda d: d["acConnections"][0].update(count=1.5))}, 422, ["1008"]),
     ("negative capacity", "POST", {"data": _with(lambda d: d.update(approvedCapacity=-1))}, 422, ["1009"]),
-    ("bad date", "POST", {"data": _with(lambda d: d["acConnections"][0].update(commissioningDate="01/03/2024"))}, 422, ["1012"]),
-    ("two problems", "POST", {"data": _with(lambda d: d["acConnections"][0].update(count=0, equipmentType="X"))}, 422, ["1006", "1008"]),
+    ("bad date", "POST", {"data": _conn(lambda c: c.update(commissioningDate="01/03/2024"))}, 422, ["1012"]),
+    ("two problems", "POST", {"data": _conn(lambda c: c.update(count=0, equipmentType="X"))}, 422, ["1006", "1008"]),
     # Numbers past a double's range are still JSON numbers: judged, never a 500.
     ("huge count beside a bad one", "POST", {"data": _with(lambda d: (d["acConnections"][0].update(count=10**400),
                                                                     d["acConnections"][0]["devices"][0].update(count=1.5)))},
      422, ["1008"]),
     ("huge capacity, negative", "POST", {"data": _with(lambda d: d.update(approvedCapacity=-10**400))}, 422, ["1009"]),
     ("path mismatch", "PUT", {"data": installation(NMI_B)}, 422, ["1005"]),
-    ("unknown connectionId", "PUT", {"data": _with(lambda d: d["acConnections"][0].update(connectionId=1))}, 422, ["1010"]),
-    ("huge connectionId", "PUT", {"data": _with(lambda d: d["acConnections"][0].update(connectionId=10**400))}, 422, ["1010"]),
-    ("unknown deviceId", "PUT", {"data": _with(lambda d: d["acConnections"][0]["devices"][0].update(deviceId=1))}, 422, ["1011"]),
+    ("unknown connectionId", "PUT", {"data": _conn(lambda c: c.update(connectionId=1))}, 422, ["1010"]),
+    ("huge connectionId", "PUT", {"data": _conn(lambda c: c.update(connectionId=10**400))}, 422, ["1010"]),
+    ("unknown deviceId", "PUT", {"data": _dev(lambda v: v.update(deviceId=1))}, 422, ["1011"]),
 ]
 
 
@@ -215,7 +225,8 @@ async def test_device_capacity_sum_checked_without_injection_capacity(api: Api) 
 # ------------------------------------------------------------------------------- batched GET
 @pytest.mark.parametrize(
     "sim_config",
-    [{"response_shape": "wrapped"}, {"response_shape": "bare"}, {"response_shape": "bare", "bare_list_paging_headers": True}],
+    [{"response_shape": "wrapped"}, {"response_shape": "bare"},
+     {"response_shape": "bare", "bare_list_paging_headers": True}],
     indirect=True,
     ids=["wrapped", "bare", "bare+headers"],
 )
@@ -224,7 +235,7 @@ async def test_batched_get_paging(api: Api, sim: Simulator) -> None:
     nmis = [f"80010001{i:02d}" for i in range(30)]
     for n in reversed(nmis):
         await api.register(n)
-    query = ",".join(nmis + ["8001999999"])
+    query = ",".join([*nmis, "8001999999"])
     shape = sim.config.response_shape
     p1 = await api.call("GET", api.inst_url(), params={"nmi": query, "pageSize": "25"})
     p2 = await api.call("GET", api.inst_url(), params={"nmi": query, "pageSize": "25", "page": "2"})
@@ -250,7 +261,8 @@ async def test_batched_get_filters(api: Api) -> None:
     await api.register(NMI_B, installation(NMI_B, connection(maker="Acme", model="Z", commissioningDate="2023-01-05")))
     await api.register(
         NMI_C,
-        installation(NMI_C, connection(equipmentType="Battery Storage Inverter", devices=[device(type="Storage", maker="Tesla", model="Powerwall 2")])),
+        installation(NMI_C, connection(equipmentType="Battery Storage Inverter",
+                                       devices=[device(type="Storage", maker="Tesla", model="Powerwall 2")])),
     )
 
     async def nmis(**params: str) -> list[str]:

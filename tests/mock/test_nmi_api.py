@@ -52,7 +52,8 @@ NMI_CASES: list[tuple[str, str, str, Any, int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "method", "path_nmi", "body", "status", "code"), NMI_CASES, ids=[c[0] for c in NMI_CASES])
+@pytest.mark.parametrize(("case", "method", "path_nmi", "body", "status", "code"), NMI_CASES,
+                         ids=[c[0] for c in NMI_CASES])
 async def test_nmi_validation(
     api: Api, sim: Simulator, case: str, method: str, path_nmi: str, body: Any, status: int, code: str
 ) -> None:

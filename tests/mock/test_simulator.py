@@ -9,7 +9,8 @@ import gzip
 import json
 import time
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -28,7 +29,8 @@ from .helpers import NMI_A, NMI_B, Api, installation, nmi_record
     ],
     indirect=["sim_config"],
 )
-async def test_token_body_styles(api: Api, session: aiohttp.ClientSession, sim: Simulator, expected_keys: set[str]) -> None:
+async def test_token_body_styles(api: Api, session: aiohttp.ClientSession, sim: Simulator,
+                                 expected_keys: set[str]) -> None:
     """The token endpoint answers AEMO's documented (misspelt, string-expiry) body or the RFC 6749 body."""
     async with session.post(
         sim.oauth_token_url, params={"grant_type": "client_credentials"}, headers={"Authorization": api.basic()}
@@ -66,7 +68,8 @@ async def test_token_grant_type_in_form_body(api: Api, session: aiohttp.ClientSe
     ],
 )
 async def test_token_rejections(
-    api: Api, session: aiohttp.ClientSession, sim: Simulator, method: str, auth: Any, params: dict, status: int, body: Any
+    api: Api, session: aiohttp.ClientSession, sim: Simulator, method: str, auth: Any, params: dict, status: int,
+    body: Any
 ) -> None:
     """Bad credentials 401 (documented gateway body), bad/missing grant_type 400, non-POST 405."""
     headers = {"Authorization": api.basic(*auth)} if auth else {}
@@ -148,7 +151,8 @@ GATEWAY_CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "method", "suffix", "kwargs", "status"), GATEWAY_CASES, ids=[c[0] for c in GATEWAY_CASES])
+@pytest.mark.parametrize(("case", "method", "suffix", "kwargs", "status"), GATEWAY_CASES,
+                         ids=[c[0] for c in GATEWAY_CASES])
 async def test_gateway_status_codes(
     api: Api, sim: Simulator, case: str, method: str, suffix: str, kwargs: dict[str, Any], status: int
 ) -> None:
@@ -178,7 +182,8 @@ async def test_participant_mismatch_is_403(api: Api, sim: Simulator) -> None:
     [("gzip", gzip.compress), ("deflate", zlib.compress), ("deflate", lambda b: zlib.compress(b)[2:-4])],
     ids=["gzip", "deflate-zlib", "deflate-raw"],
 )
-async def test_compressed_bodies_accepted(api: Api, sim: Simulator, encoding: str, compress: Callable[[bytes], bytes]) -> None:
+async def test_compressed_bodies_accepted(api: Api, sim: Simulator, encoding: str,
+                                         compress: Callable[[bytes], bytes]) -> None:
     """gzip and deflate (zlib-wrapped or raw) request bodies are decompressed and applied."""
     raw = json.dumps(nmi_record(NMI_A)).encode()
     r = await api.call("POST", api.nmi_url(), data=compress(raw), headers={"Content-Encoding": encoding})

@@ -74,7 +74,8 @@ async def test_fault_status(api: Api, sim: Simulator, status: int) -> None:
 
 @pytest.mark.parametrize(
     ("sim_config", "applied"),
-    [({"fault_rate": 1.0, "fault_kinds": ("drop",)}, False), ({"fault_rate": 1.0, "fault_kinds": ("drop_after_apply",)}, True)],
+    [({"fault_rate": 1.0, "fault_kinds": ("drop",)}, False),
+     ({"fault_rate": 1.0, "fault_kinds": ("drop_after_apply",)}, True)],
     indirect=["sim_config"],
     ids=["drop", "drop_after_apply"],
 )
@@ -118,7 +119,8 @@ async def test_faults_are_seeded(session: aiohttp.ClientSession) -> None:
     assert set(first) <= {404, 500, 503}
 
 
-@pytest.mark.parametrize("sim_config", [{"fault_rate": 1.0, "fault_kinds": ("500",), "rate_limit_per_minute": 2}], indirect=True)
+@pytest.mark.parametrize("sim_config", [{"fault_rate": 1.0, "fault_kinds": ("500",), "rate_limit_per_minute": 2}],
+                         indirect=True)
 async def test_throttle_before_faults(api: Api, sim: Simulator) -> None:
     """Throttling is decided before fault injection: a throttled call is 429, not a fault."""
     statuses = [(await api.create_installation(installation(NMI_A))).status for _ in range(3)]

@@ -229,7 +229,8 @@ def text(max_size: int, min_size: int = 0) -> st.SearchStrategy[str]:
 
 def own_id() -> st.SearchStrategy[str]:
     """The operator's equipment id: any text but NUL (the store keeps ids as keys)."""
-    return st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=100).filter(lambda s: s.strip() != "")
+    characters = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+    return st.text(characters, max_size=100).filter(lambda s: s.strip() != "")
 
 
 finite = st.one_of(st.floats(min_value=0, max_value=1e308, allow_nan=False, allow_infinity=False),

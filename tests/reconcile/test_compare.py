@@ -98,7 +98,7 @@ def test_compare_installation(why: str, held: dict[str, Any], expected: list[tup
     (equipment named by the operator's ids) and the two values."""
     diffs = compare_installation(store_installation(), held)
     assert [d["path"] for d in diffs] == [path for path, _, _ in expected], why
-    for diff, (_, mine, theirs) in zip(diffs, expected):
+    for diff, (_, mine, theirs) in zip(diffs, expected, strict=False):
         assert diff["store"] == mine
         if theirs != "*":
             assert diff["aemo"] == theirs

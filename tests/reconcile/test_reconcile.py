@@ -152,14 +152,16 @@ async def test_equipment_only_aemo_holds_is_reported_not_repaired(settings: Sett
     nmi = nmi_for(5)
     two = [device(f"C-{nmi}-1-D1"), device(f"C-{nmi}-1-D2", kind="Storage", kw=2.0, maker=("Tesla", "Powerwall 2"))]
     await synced(settings, store, [{"nmiDetails": nmi_details(nmi),
-                                     "installation": installation(nmi, connections=[connection(f"C-{nmi}-1", devices=two)])}])
+                                     "installation": installation(
+                                         nmi, connections=[connection(f"C-{nmi}-1", devices=two)])}])
     await synced(settings, store, [{"installation": installation(nmi)}])  # D2 dropped in the store
 
     report = await run_reconcile(settings, store, repair=True)
 
     [finding] = report.findings
     assert finding.kind == "different_at_aemo" and not finding.repairable
-    assert [d["path"] for d in finding.fields] == [f"acConnections[nspConnectionId=C-{nmi}-1].devices[nspDeviceId=C-{nmi}-1-D2]"]
+    assert [d["path"] for d in finding.fields] == [
+        f"acConnections[nspConnectionId=C-{nmi}-1].devices[nspDeviceId=C-{nmi}-1-D2]"]
     assert finding.fields[0]["store"] is None and finding.fields[0]["aemo"]["type"] == "Storage"
     assert "cannot remove" in finding.detail
     assert report.marked_due == 0 and (await store.status())["due"] == 0
@@ -186,7 +188,7 @@ async def test_orphans_are_found_among_queried_nmis_and_by_sweep(settings: Setti
     swept = await run_reconcile(settings, store, repair=True, sweep=[{"installationStage": "Conditional"},
                                                                      {"installationStage": "Confirmed"}])
     assert sorted((f.nmi, f.kind) for f in swept.findings) == [(known, "orphan_at_aemo"), (stranger, "orphan_at_aemo")]
-    assert "installationStage=Conditional" in [f for f in swept.findings if f.nmi == stranger][0].detail
+    assert "installationStage=Conditional" in next(f for f in swept.findings if f.nmi == stranger).detail
     assert swept.swept == 3 and swept.marked_due == 0
     assert (await store.status())["due"] == 0
     assert writes(state) == 0 and state.installations == before

@@ -14,9 +14,10 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -29,7 +30,6 @@ from dersync.store import Store
 from dersync.store.importer import MAX_NESTING, import_file
 from dersync.sync import sync_once
 from dersync.testing import connection, installation, nmi_details, nmi_for, read_back
-
 from tests.models.strategies import broken_records, nested, valid_records
 
 #: NMIs never repeat within a test, so examples sharing one store and simulator stay apart.
@@ -163,7 +163,7 @@ async def test_hostile_file_is_reported_by_line_and_nothing_valid_is_lost(
 
     garbage = [(number, line) for number, line in enumerate(lines, start=1) if line.problem is not None]
     assert [p.line for p in report.problems] == [number for number, _ in garbage], report.problems
-    for problem, (_, line) in zip(report.problems, garbage):
+    for problem, (_, line) in zip(report.problems, garbage, strict=False):
         assert line.problem in problem.message, (line.kind, problem)
     stored = [line for line in lines if line.problem is None]
     assert report.stored == len(stored) and report.lines == len(lines)

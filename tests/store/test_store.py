@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
-from dersync.store import InputRow, ValidationException, PartOutcome, RecordOutcome, Store
+from dersync.store import InputRow, PartOutcome, RecordOutcome, Store, ValidationException
 from dersync.store.validation_exceptions import PartExceptions, sync_many
+from dersync.vocabulary import Level
+
+NMI = "8001000005"
 
 
 async def due(store: Store) -> list[tuple[str, int]]:
@@ -59,19 +62,20 @@ async def test_retry_outcome_keeps_the_record_due_and_unsynced(store: Store) -> 
 async def test_exceptions_are_recorded_once_and_resolved_when_gone(store: Store) -> None:
     """The same exception reported on two pushes is one open row; one that no longer appears in
     a push covering its level is resolved; levels the push could not see stay open."""
-    await store.upsert_inputs([InputRow("8001000005", installation="{}")])
+    await store.upsert_inputs([InputRow(NMI, installation="{}")])
     first = ValidationException(level="first", code="1006", detail="bad type", transaction_id="t1")
     second = ValidationException(level="second", code="2023", detail="unknown model", nsp_connection_id="C1")
     async with store.transaction() as conn:
         from dersync.store import utcnow
 
-        await sync_many(conn, [PartExceptions("8001000005", "installation", frozenset({"first", "second"}), [first, second])], utcnow())
-        await sync_many(conn, [PartExceptions("8001000005", "installation", frozenset({"first"}), [first])], utcnow())
+        await sync_many(conn, [PartExceptions(NMI, "installation", frozenset({"first", "second"}), [first, second])],
+                        utcnow())
+        await sync_many(conn, [PartExceptions(NMI, "installation", frozenset({"first"}), [first])], utcnow())
     rows = await store.list_exceptions(open_only=True)
     assert sorted((r["level"], r["code"]) for r in rows) == [("first", "1006"), ("second", "2023")]
 
     async with store.transaction() as conn:
-        await sync_many(conn, [PartExceptions("8001000005", "installation", frozenset({"local", "schema", "first", "second"}), [])], utcnow())
+        await sync_many(conn, [PartExceptions(NMI, "installation", frozenset(Level), [])], utcnow())
     assert await store.list_exceptions(open_only=True) == []
     assert len(await store.list_exceptions()) == 2
 

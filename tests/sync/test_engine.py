@@ -13,8 +13,18 @@ from dersync.mock import Simulator
 from dersync.settings import Enumerations, Settings
 from dersync.store import Store
 from dersync.sync import PassSummary, sync_once
-from dersync.testing import (api_requests, connection, device, installation, load, nmi_details, nmi_for, read_back,
-                             record, wait_for)
+from dersync.testing import (
+    api_requests,
+    connection,
+    device,
+    installation,
+    load,
+    nmi_details,
+    nmi_for,
+    read_back,
+    record,
+    wait_for,
+)
 
 
 async def run_pass(settings: Settings, store: Store, **kwargs: Any) -> PassSummary:
@@ -68,7 +78,8 @@ async def test_unchanged_records_cause_no_requests(settings: Settings, store: St
     assert summary.requests == 0 and summary.sent == 0
 
 
-async def test_update_adds_equipment_without_duplicating(settings: Settings, store: Store, simulator: Simulator) -> None:
+async def test_update_adds_equipment_without_duplicating(settings: Settings, store: Store,
+                                                         simulator: Simulator) -> None:
     """A changed installation is PUT with AEMO's connectionId/deviceId, so existing equipment is
     updated in place and only the new device is added."""
     nmi = nmi_for(1)
@@ -97,7 +108,8 @@ async def test_invalid_record_is_a_local_exception_and_the_batch_goes_on(
     """A record failing local validation is never sent; its exception names the field; the valid
     records beside it are synced."""
     bad = installation(nmi_for(2), approvedCapacity="10")
-    await load(store, [record(nmi_for(1)), {"nmiDetails": nmi_details(nmi_for(2)), "installation": bad}, record(nmi_for(3))])
+    await load(store, [record(nmi_for(1)), {"nmiDetails": nmi_details(nmi_for(2)), "installation": bad},
+                       record(nmi_for(3))])
 
     summary = await run_pass(settings, store)
 
@@ -220,7 +232,7 @@ async def test_token_expiry_mid_pass_loses_nothing(make_settings: Any, store: St
 
     async def expire_tokens() -> None:
         for arrived in (5, 12):
-            await wait_for(lambda: len(simulator.state.installations) >= arrived, f"{arrived} installations",
+            await wait_for(lambda n=arrived: len(simulator.state.installations) >= n, f"{arrived} installations",
                            interval=0.001)
             simulator.clock.advance(4000)
 
@@ -284,7 +296,8 @@ async def test_exceptions_keep_raw_aemo_object(settings: Settings, store: Store,
     from dersync.store.tables import validation_exception
 
     async with store.engine.connect() as conn:
-        raw = (await conn.execute(select(validation_exception.c.raw).where(validation_exception.c.nmi == nmi))).scalar_one()
+        query = select(validation_exception.c.raw).where(validation_exception.c.nmi == nmi)
+        raw = (await conn.execute(query)).scalar_one()
     assert json.loads(raw)["code"] in (2023, "2023")
 
 
@@ -336,7 +349,8 @@ async def test_a_create_refused_because_aemo_already_holds_the_record_becomes_an
 
     refused = {route: state.count(route=route, status=422) for route in ("nmi_create", "installation_create")}
     assert refused == {"nmi_create": 1, "installation_create": 1}
-    assert state.count(route="nmi_update", status=200) == 1 and state.count(route="installation_update", status=200) == 1
+    assert state.count(route="nmi_update", status=200) == 1
+    assert state.count(route="installation_update", status=200) == 1
     assert summary.nmi_updated == 1 and summary.installations_updated == 1 and summary.rejected_first == 0
     assert await store.list_exceptions(open_only=True, nmi=nmi) == []
     [stored] = await store.load_records([nmi])

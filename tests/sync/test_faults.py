@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -163,7 +164,7 @@ def aemo_window_moves_on_after(throttled: int) -> Disturbance:
     async def mover(run: Run) -> None:
         seen = 0
         while True:
-            await run.until(lambda: run.sim.state.throttled_total >= seen + throttled, "429s were answered",
+            await run.until(lambda s=seen: run.sim.state.throttled_total >= s + throttled, "429s were answered",
                             deadline=float("inf"))
             seen = run.sim.state.throttled_total
             run.sim.clock.advance(60)

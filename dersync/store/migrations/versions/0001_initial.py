@@ -53,7 +53,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    op.execute("DROP TRIGGER IF EXISTS der_record_changed" + ("" if bind.dialect.name == "sqlite" else " ON der_record"))
+    on_table = "" if bind.dialect.name == "sqlite" else " ON der_record"
+    op.execute("DROP TRIGGER IF EXISTS der_record_changed" + on_table)
     if bind.dialect.name != "sqlite":
         op.execute("DROP FUNCTION IF EXISTS der_record_mark_changed()")
     metadata.drop_all(bind, tables=[sync_pass, validation_exception, equipment_id, der_record])
