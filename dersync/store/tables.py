@@ -17,6 +17,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -133,6 +134,28 @@ sender_lease = Table(
     Column("lapse_seconds", Float, nullable=False,
            comment="the holder's rule: seen unchanged this long (by the reader's clock), the lease has lapsed"),
     Column("renewed_at", DateTime(timezone=True), comment="database time of the last write (for people)"),
+)
+
+ledger_entry = Table(
+    "ledger_entry",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("answered_at", DateTime(timezone=True), comment="NULL: no answer arrived (a write may have landed)"),
+    Column("nmi", Text, comment="the NMI the request is about; NULL for a lookup of many"),
+    Column("part", String(16), nullable=False, comment="nmi | installation: which API"),
+    Column("method", String(8), nullable=False),
+    Column("path", Text, nullable=False, comment="path and query, below the API's base URL"),
+    Column("status", Integer, comment="HTTP status; NULL for no answer"),
+    Column("error", Text, comment="why no answer came (timed out, connection dropped, cannot connect)"),
+    Column("transaction_id", String(100)),
+    Column("codes", Text, nullable=False, server_default=text("'[]'"), comment="JSON list of error/exception codes"),
+    Column("attempt", Integer, nullable=False),
+    Column("pass_id", Id, comment="sync_pass.id of the pass that sent it, if any"),
+    Column("body_sha256", String(64), comment="SHA-256 of the body as sent, uncompressed"),
+    Column("body", LargeBinary, comment="the body as sent, gzip-compressed (writes only; pruned first)"),
+    Index("ix_ledger_entry_nmi", "nmi", "id"),
+    Index("ix_ledger_entry_sent_at", "sent_at"),
 )
 
 __all__ = [
