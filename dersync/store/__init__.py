@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
-from dersync.store import drift, equipment, lease, passes, records, validation_exceptions
+from dersync.store import drift, equipment, lease, ledger, passes, records, validation_exceptions
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.lease import Claim, Fence, LeaseRow
@@ -142,6 +142,33 @@ class Store:
             if fence is not None:
                 await lease.check_fence(connection, fence)
             await record_outcomes(connection, outcomes, utcnow())
+
+    # --- the submission ledger -----------------------------------------------------------------
+    async def append_ledger(self, requests: Sequence[ledger.SentRequest]) -> None:
+        """Record requests on their own (the engine records its requests with their outcomes)."""
+        if not requests:
+            return
+        async with self.transaction() as connection:
+            await ledger.append(connection, requests)
+
+    async def ledger_for_nmi(self, nmi: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The NMI's requests to AEMO, newest first (see `ledger.as_row` for the fields)."""
+        async with self.transaction() as connection:
+            return await ledger.for_nmi(connection, nmi, limit)
+
+    async def ledger_body(self, entry_id: int) -> tuple[dict[str, Any], bytes | None] | None:
+        async with self.transaction() as connection:
+            return await ledger.body_of(connection, entry_id)
+
+    def ledger_between(self, start: datetime, end: datetime, batch_size: int = 5000
+                       ) -> AsyncIterator[list[dict[str, Any]]]:
+        return self._stream(ledger.between(self.engine, start, end, batch_size))
+
+    async def prune_ledger(self, *, rows_before: datetime, bodies_before: datetime,
+                           batch_size: int = 1000) -> tuple[int, int]:
+        async with self.transaction() as connection:
+            return await ledger.prune(connection, rows_before=rows_before, bodies_before=bodies_before,
+                                      batch_size=batch_size)
 
     # --- the sender lease (dersync.leadership) -------------------------------------------------
     async def read_lease(self) -> LeaseRow | None:

@@ -1,0 +1,148 @@
+"""The submission ledger: every request dersync sent to AEMO, appended, never changed (except that
+bodies and then rows are pruned after their retention).
+
+Rows arrive with the outcomes they belong to (in the same transaction, `append`), are read per
+NMI newest first (`for_nmi`), one at a time with the body (`entry`), or streamed by time for an
+auditor (`between`, keyset paging: flat memory whatever the period).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import and_, delete, desc, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from dersync.store.tables import ledger_entry
+
+#: The columns every reader gets (the body only by id).
+_FIELDS = [c for c in ledger_entry.c if c.name != "body"]
+
+
+class SentRequest(Protocol):
+    """What the store needs of a request to append it (the AEMO client's record satisfies it)."""
+
+    @property
+    def sent_at(self) -> datetime: ...
+    @property
+    def answered_at(self) -> datetime | None: ...
+    @property
+    def nmi(self) -> str | None: ...
+    @property
+    def api(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def transaction_id(self) -> str | None: ...
+    @property
+    def codes(self) -> Sequence[str]: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def pass_id(self) -> int | None: ...
+    @property
+    def body_sha256(self) -> str | None: ...
+    @property
+    def body_gzip(self) -> bytes | None: ...
+
+
+async def append(connection: AsyncConnection, requests: Sequence[SentRequest]) -> None:
+    """One executemany INSERT for any number of requests."""
+    if not requests:
+        return
+    await connection.execute(ledger_entry.insert(), [
+        {"sent_at": r.sent_at, "answered_at": r.answered_at, "nmi": r.nmi, "part": r.api, "method": r.method,
+         "path": r.path, "status": r.status, "error": r.error, "transaction_id": r.transaction_id,
+         "codes": json.dumps(list(r.codes)), "attempt": r.attempt, "pass_id": r.pass_id,
+         "body_sha256": r.body_sha256, "body": r.body_gzip}
+        for r in requests
+    ])
+
+
+def as_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ledger row with its pinned field names (scripts rely on them): id, sentAt, answeredAt,
+    nmi, part, method, path, status, transactionId, codes, attempt, passId, bodySha256; plus
+    error (why no answer came). Times are UTC datetimes: commands show them in the operator's zone."""
+    return {
+        "id": row["id"],
+        "sentAt": _utc(row["sent_at"]),
+        "answeredAt": _utc(row["answered_at"]),
+        "nmi": row["nmi"],
+        "part": row["part"],
+        "method": row["method"],
+        "path": row["path"],
+        "status": row["status"],
+        "transactionId": row["transaction_id"],
+        "codes": json.loads(row["codes"] or "[]"),
+        "attempt": row["attempt"],
+        "passId": row["pass_id"],
+        "bodySha256": row["body_sha256"],
+        "error": row["error"],
+    }
+
+
+async def for_nmi(connection: AsyncConnection, nmi: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The NMI's requests, newest first."""
+    query = select(*_FIELDS).where(ledger_entry.c.nmi == nmi).order_by(desc(ledger_entry.c.id))
+    if limit is not None:
+        query = query.limit(limit)
+    return [as_row(dict(row._mapping)) for row in await connection.execute(query)]
+
+
+async def body_of(connection: AsyncConnection, entry_id: int) -> tuple[dict[str, Any], bytes | None] | None:
+    """One row and its body, decompressed (None: pruned or never kept); None when no such row."""
+    row = (await connection.execute(select(ledger_entry).where(ledger_entry.c.id == entry_id))).first()
+    if row is None:
+        return None
+    packed = row._mapping["body"]
+    return as_row(dict(row._mapping)), (gzip.decompress(packed) if packed is not None else None)
+
+
+async def between(engine: AsyncEngine, start: datetime, end: datetime,
+                  batch_size: int = 5000) -> AsyncIterator[list[dict[str, Any]]]:
+    """Rows sent in [start, end), oldest first, a batch per short read (flat memory)."""
+    after = 0
+    while True:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                select(*_FIELDS)
+                .where(and_(ledger_entry.c.sent_at >= start, ledger_entry.c.sent_at < end, ledger_entry.c.id > after))
+                .order_by(ledger_entry.c.id).limit(batch_size)
+            )
+            batch = [as_row(dict(row._mapping)) for row in result]
+        if not batch:
+            return
+        yield batch
+        after = batch[-1]["id"]
+
+
+async def prune(connection: AsyncConnection, *, rows_before: datetime, bodies_before: datetime,
+                batch_size: int) -> tuple[int, int]:
+    """Delete up to `batch_size` rows sent before `rows_before` and drop up to `batch_size` bodies
+    sent before `bodies_before`; (rows deleted, bodies dropped). Small batches, so that pruning a
+    backlog never holds the store for long."""
+    old_rows = select(ledger_entry.c.id).where(ledger_entry.c.sent_at < rows_before).limit(batch_size)
+    deleted = await connection.execute(delete(ledger_entry).where(ledger_entry.c.id.in_(old_rows.scalar_subquery())))
+    old_bodies = (select(ledger_entry.c.id)
+                  .where(and_(ledger_entry.c.sent_at < bodies_before, ledger_entry.c.body.is_not(None)))
+                  .limit(batch_size))
+    dropped = await connection.execute(
+        update(ledger_entry).where(ledger_entry.c.id.in_(old_bodies.scalar_subquery())).values(body=None))
+    return deleted.rowcount or 0, dropped.rowcount or 0
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands times back naive; they are stored in UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
