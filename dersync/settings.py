@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import os
+import re
 import ssl
 import sys
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,7 @@ from pydantic_settings import (
 )
 
 from dersync.errors import ConfigError
+from dersync.vocabulary import Role, values
 
 ENV_PREFIX = "DERSYNC_"
 DEFAULT_CONFIG_FILE = Path("config/dersync.toml")
@@ -57,7 +59,14 @@ NON_SETTING_VARIABLES = frozenset({
     "DERSYNC_CONFIG",  # names the settings file (load_settings)
     "DERSYNC_TEST_POSTGRES_URL",  # tests: the PostgreSQL server of the store tests (tests/conftest.py)
     "DERSYNC_CI_PG_PORT",  # CI: the port of the PostgreSQL server it starts (.ci/postgres.sh)
+    "DERSYNC_CONSOLE_SCREENSHOT",  # tests: where the browser test saves the README's screenshot
+    "DERSYNC_BENCH_ROWS",  # benchmarks: records in the console benchmark's store (benchmarks/console.py)
 })
+
+#: A console password (DERSYNC_ADMIN_PASSWORD, `dersync admin add-user`) has at least this many characters.
+MIN_PASSWORD_LENGTH = 12
+#: An HTTP header name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 @dataclass
@@ -169,6 +178,28 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     failover_seconds: float = Field(default=30.0, ge=1)
 
+    # --- the operator console (dersync.console), served by `dersync run` on admin_bind
+    admin_console: bool = True
+    #: The password of the console user `admin` (role operator), set at every daemon start: a
+    #: container starts usable from a secret file (`/run/secrets/dersync_admin_password`).
+    admin_password: SecretStr | None = None
+    admin_session_lifetime_seconds: float = Field(default=43200.0, gt=0)
+    admin_session_idle_seconds: float = Field(default=3600.0, gt=0)
+    admin_signin_failures_per_user: int = Field(default=5, ge=1)
+    admin_signin_failures_per_address: int = Field(default=20, ge=1)
+    admin_signin_window_seconds: float = Field(default=900.0, gt=0)
+    admin_signin_failure_delay_seconds: float = Field(default=1.0, ge=0, le=30)
+    #: Trusted-header sign-in behind a single sign-on proxy (off unless a header is named).
+    admin_auth_proxy_header: str | None = None
+    #: Addresses or networks (comma-separated) whose requests may carry that header.
+    admin_auth_proxy_trusted: str = ""
+    #: `NAME=ROLE` pairs (comma-separated); `group:NAME=ROLE` maps a group of the groups header.
+    admin_auth_proxy_roles: str = ""
+    admin_auth_proxy_groups_header: str | None = None
+    #: Serve the admin endpoints and the console over HTTPS with this certificate and key.
+    admin_tls_cert: Path | None = None
+    admin_tls_key: Path | None = None
+
     enumerations: Enumerations = Enumerations()
 
     @field_validator("database_url")
@@ -210,7 +241,7 @@ class Settings(BaseSettings):
                              "(plain http is allowed only on loopback, for the simulator)")
         return value
 
-    @field_validator("tls_client_cert", "tls_client_key", "tls_ca_bundle")
+    @field_validator("tls_client_cert", "tls_client_key", "tls_ca_bundle", "admin_tls_cert", "admin_tls_key")
     @classmethod
     def _file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -234,6 +265,45 @@ class Settings(BaseSettings):
         host, _, port = value.rpartition(":")
         if not host or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"must be HOST:PORT with a port up to 65535, got {value!r}")
+        return value
+
+    @field_validator("admin_password")
+    @classmethod
+    def _strong_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        """Checked here so a weak secret file stops the daemon at start, not at the first sign-in."""
+        if value is not None and len(value.get_secret_value()) < MIN_PASSWORD_LENGTH:
+            raise ValueError(f"must be at least {MIN_PASSWORD_LENGTH} characters long")
+        return value
+
+    @field_validator("admin_auth_proxy_header", "admin_auth_proxy_groups_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or not _HEADER_NAME.match(value):
+            raise ValueError(f"must be an HTTP header name such as X-WEBAUTH-USER, got {value!r}")
+        return value
+
+    @field_validator("admin_auth_proxy_trusted")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in _items(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (such as 10.0.0.5 or "
+                                 "10.0.0.0/24)") from None
+        return value
+
+    @field_validator("admin_auth_proxy_roles")
+    @classmethod
+    def _role_map(cls, value: str) -> str:
+        for item in _items(value):
+            name, equals, role = item.rpartition("=")
+            if not equals or not name.strip() or role.strip() not in values(Role):
+                raise ValueError(f"{item!r} is not NAME=ROLE (or group:NAME=ROLE) with a role of "
+                                 f"{', '.join(values(Role))}")
         return value
 
     @field_validator("timezone")
@@ -266,7 +336,8 @@ class Settings(BaseSettings):
     def _settings_that_go_together(self) -> Settings:
         """Checks of several settings at once. Pydantic runs this only when every field is valid,
         so a missing file is reported once, by its field, and not again here."""
-        problems = self._tls_client_problems() + self._database_password_problems()
+        problems = (self._tls_client_problems() + self._database_password_problems()
+                    + self._auth_proxy_problems() + self._admin_tls_problems())
         if problems:
             summary = "; ".join(f"{name}: {problem}" for name, problem in problems)
             raise PydanticCustomError(_TOGETHER, "{summary}", {"summary": summary, "problems": problems})
@@ -301,6 +372,40 @@ class Settings(BaseSettings):
         if not url.username:
             return [("database_url", f"names no user for {ENV_PREFIX}DATABASE_PASSWORD: write "
                                      "postgresql://USER@HOST:PORT/DATABASE")]
+        return []
+
+    def _auth_proxy_problems(self) -> list[tuple[str, str]]:
+        """Trusted-header sign-in needs both the header and the proxy's addresses: a header
+        honoured from anywhere would let any client name any user."""
+        header = self.admin_auth_proxy_header
+        if header is not None and not _items(self.admin_auth_proxy_trusted):
+            return [("admin_auth_proxy_trusted", f"must name the proxy's addresses when {ENV_PREFIX}"
+                                                 "ADMIN_AUTH_PROXY_HEADER is set (the header is honoured "
+                                                 "only from them)")]
+        if header is None:
+            unused = [name for name in ("admin_auth_proxy_trusted", "admin_auth_proxy_roles")
+                      if _items(getattr(self, name))]
+            if self.admin_auth_proxy_groups_header is not None:
+                unused.append("admin_auth_proxy_groups_header")
+            return [(name, f"has no effect without {ENV_PREFIX}ADMIN_AUTH_PROXY_HEADER") for name in unused]
+        return []
+
+    def _admin_tls_problems(self) -> list[tuple[str, str]]:
+        cert, key = self.admin_tls_cert, self.admin_tls_key
+        if cert is None and key is None:
+            return []
+        both = "set both (the certificate and its key) or neither"
+        if key is None:
+            return [("admin_tls_cert", f"is set without {ENV_PREFIX}ADMIN_TLS_KEY: {both}")]
+        if cert is None:
+            return [("admin_tls_key", f"is set without {ENV_PREFIX}ADMIN_TLS_CERT: {both}")]
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key),
+                                                                                password=lambda: b"")
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            return [("admin_tls_cert", f"cannot load {str(cert)!r} with the key {str(key)!r} "
+                                       f"({ENV_PREFIX}ADMIN_TLS_KEY) as a PEM certificate and unencrypted key "
+                                       f"({_reason(exc)})")]
         return []
 
     def _tls_client_problems(self) -> list[tuple[str, str]]:
@@ -362,6 +467,25 @@ class Settings(BaseSettings):
         return int(self.admin_bind.rpartition(":")[2])
 
     @property
+    def admin_tls(self) -> ssl.SSLContext | None:
+        """The admin endpoints' server TLS context, when a certificate is set (checked at load)."""
+        if self.admin_tls_cert is None or self.admin_tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(self.admin_tls_cert), str(self.admin_tls_key))
+        return context
+
+    @property
+    def auth_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in _items(self.admin_auth_proxy_trusted)]
+
+    @property
+    def auth_proxy_role_map(self) -> dict[str, str]:
+        """{user name or `group:NAME`: role} from `admin_auth_proxy_roles` (checked at load)."""
+        pairs = (item.rpartition("=") for item in _items(self.admin_auth_proxy_roles))
+        return {name.strip(): role.strip() for name, _equals, role in pairs}
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -387,6 +511,11 @@ class Settings(BaseSettings):
         problems = self.problems_for_aemo()
         if problems:
             raise ConfigError(problems)
+
+
+def _items(value: str) -> list[str]:
+    """The items of a comma-separated setting, blanks dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _sqlite_in_memory(url: str) -> bool:

@@ -71,6 +71,33 @@ class DriftKind(StrEnum):
     CONDITIONAL_AT_AEMO = "conditional_at_aemo"
 
 
+class Role(StrEnum):
+    """What a console user may do (`console_user.role`): a viewer reads, an operator also acts
+    (re-drive, park, unpark)."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+
+
+class ActionKind(StrEnum):
+    """What a person did through the console, the JSON API or the CLI (`console_action.kind`)."""
+
+    REDRIVE = "redrive"  # records made due again, their synced content forgotten
+    PARK = "park"  # records skipped by sync passes until unparked
+    UNPARK = "unpark"
+    USER_SAVED = "user_saved"  # a console user created or changed (never the password itself)
+    USER_REMOVED = "user_removed"
+
+
+class ExceptionAge(StrEnum):
+    """How long ago an exception was first seen (the inbox's age filter)."""
+
+    DAY = "1d"  # within the last 24 hours
+    WEEK = "7d"  # within the last 7 days
+    MONTH = "30d"  # within the last 30 days
+    OLDER = "older"  # more than 30 days ago
+
+
 class PassKind(StrEnum):
     SYNC = "sync"
     RECONCILE = "reconcile"
