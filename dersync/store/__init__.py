@@ -16,18 +16,33 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
-from dersync.store import drift, equipment, lease, ledger, passes, records, validation_exceptions
+from dersync.store import (
+    actions,
+    drift,
+    equipment,
+    inbox,
+    lease,
+    ledger,
+    passes,
+    records,
+    users,
+    validation_exceptions,
+)
+from dersync.store.actions import NothingSelected, NotInStore, Resolved, Selection, SelectionChanged
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
+from dersync.store.inbox import ExceptionFilter
 from dersync.store.lease import Claim, Fence, LeaseRow
 from dersync.store.outcomes import PartOutcome, RecordOutcome, record_outcomes
 from dersync.store.records import ABSENT, InputRow, StoredRecord
+from dersync.store.users import Credentials, Session
 from dersync.store.validation_exceptions import ValidationException
-from dersync.vocabulary import PassKind
+from dersync.vocabulary import ActionKind, ExceptionStatus, PassKind
 
 __all__ = [
-    "ABSENT", "Claim", "EquipmentId", "Fence", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome", "Store",
-    "StoredRecord", "ValidationException", "utcnow",
+    "ABSENT", "Claim", "Credentials", "EquipmentId", "ExceptionFilter", "Fence", "IdMap", "InputRow", "LeaseRow",
+    "NotInStore", "NothingSelected", "PartOutcome", "RecordOutcome", "Resolved", "Selection", "SelectionChanged",
+    "Session", "Store", "StoredRecord", "ValidationException", "utcnow",
 ]
 
 
@@ -91,6 +106,14 @@ class Store:
         except OSError as exc:
             # asyncpg raises plain OSErrors (connection refused, reset) when it cannot connect.
             raise StoreUnavailable(f"store {self.description} is unreachable: {exc.strerror or exc}") from None
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction: on SQLite it takes no write lock (WAL readers run beside the
+        pass's writes), so the console stays quick while a pass records its outcomes."""
+        with self._unavailable_as_error():
+            async with self.engine.connect() as connection:
+                yield connection
 
     async def _stream(self, batches: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
         with self._unavailable_as_error():
@@ -198,12 +221,13 @@ class Store:
             return await validation_exceptions.list_exceptions(connection, **filters)
 
     async def status(self) -> dict[str, Any]:
-        """Counts by sync state, open exceptions by level, the latest reconciliation's findings by
-        kind, and the last passes."""
+        """Counts by sync state, due (not parked) and parked records, open exceptions by level, the
+        latest reconciliation's findings by kind, and the last passes."""
         async with self.transaction() as connection:
             return {
                 "records": await records.state_counts(connection),
                 "due": await records.count_due(connection),
+                "parked": await records.count_parked(connection),
                 "open_exceptions": await validation_exceptions.open_counts(connection),
                 "drift": await drift.latest_counts(connection),
                 "last_sync": await passes.last_pass(connection, PassKind.SYNC),
@@ -261,3 +285,140 @@ class Store:
         """The last finished reconcile pass and its findings."""
         async with self.transaction() as connection:
             return await drift.latest_findings(connection, nmi=nmi, kind=kind)
+
+    # --- the operator console: users and sessions ---------------------------------------------
+    async def save_user(self, name: str, role: str, password_hash: str | None) -> bool:
+        """Create a console user or change its role (and password, given a new hash; that ends
+        its sessions); True when created."""
+        async with self.transaction() as connection:
+            return await users.save_user(connection, name, role, password_hash, utcnow())
+
+    async def credentials(self, name: str) -> Credentials | None:
+        async with self._reading() as connection:
+            return await users.credentials(connection, name)
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        async with self._reading() as connection:
+            return await users.list_users(connection)
+
+    async def remove_user(self, name: str) -> bool:
+        async with self.transaction() as connection:
+            return await users.remove_user(connection, name)
+
+    async def create_session(self, session: Session) -> None:
+        async with self.transaction() as connection:
+            await users.create_session(connection, session)
+
+    async def session(self, id_sha256: str) -> Session | None:
+        async with self._reading() as connection:
+            return await users.session(connection, id_sha256)
+
+    async def touch_session(self, id_sha256: str) -> None:
+        async with self.transaction() as connection:
+            await users.touch_session(connection, id_sha256, utcnow())
+
+    async def end_session(self, id_sha256: str) -> None:
+        async with self.transaction() as connection:
+            await users.end_session(connection, id_sha256)
+
+    async def end_expired_sessions(self, idle_before: datetime) -> int:
+        async with self.transaction() as connection:
+            return await users.end_expired_sessions(connection, utcnow(), idle_before)
+
+    # --- the operator console: actions ---------------------------------------------------------
+    async def redrive(self, selection: Selection, *, actor: str, reason: str | None = None,
+                      expect: str | None = None) -> tuple[int, Resolved]:
+        """Make the selection's records due with their synced content forgotten (the next pass
+        sends them as if changed), logged as one action; (action id, what was re-driven).
+        Raises `NotInStore`, `NothingSelected`, or `SelectionChanged` (under `expect`)."""
+        async with self.transaction() as connection:
+            return await actions.redrive(connection, selection, actor=actor, reason=reason, now=utcnow(),
+                                         expect=expect)
+
+    async def redrive_preview(self, selection: Selection) -> Resolved:
+        """What `redrive` would act on now; changes nothing."""
+        async with self._reading() as connection:
+            return await actions.resolve(connection, selection, utcnow())
+
+    async def record_states(self, nmis: Sequence[str]) -> dict[str, dict[str, Any]]:
+        async with self._reading() as connection:
+            return await actions.states_of(connection, nmis)
+
+    async def park(self, nmi: str, *, actor: str, reason: str) -> bool:
+        """Park a record (sync passes skip it); True when it was not parked before."""
+        async with self.transaction() as connection:
+            return await actions.park(connection, nmi, actor=actor, reason=reason, now=utcnow())
+
+    async def unpark(self, nmi: str, *, actor: str, reason: str | None = None) -> bool:
+        """Hand a parked record back to the passes; True when it was parked."""
+        async with self.transaction() as connection:
+            return await actions.unpark(connection, nmi, actor=actor, reason=reason, now=utcnow())
+
+    async def log_action(self, kind: ActionKind, *, actor: str, reason: str | None = None,
+                         detail: dict[str, Any] | None = None) -> int:
+        """Log an action that touches no record (a console user saved or removed)."""
+        async with self.transaction() as connection:
+            return await actions.log_action(connection, kind, actor=actor, reason=reason, detail=detail or {},
+                                            now=utcnow())
+
+    async def actions_of(self, nmi: str, limit: int = 200) -> list[dict[str, Any]]:
+        async with self._reading() as connection:
+            return await actions.actions_of(connection, nmi, limit)
+
+    async def recent_actions(self, limit: int = 100) -> list[dict[str, Any]]:
+        async with self._reading() as connection:
+            return await actions.recent_actions(connection, limit)
+
+    # --- the operator console: what it reads ---------------------------------------------------
+    async def exception_page(self, flt: ExceptionFilter, *, page: int = 1,
+                             page_size: int = 50) -> tuple[list[dict[str, Any]], int]:
+        """One page of matching exceptions, newest first, and the number matching in all."""
+        async with self._reading() as connection:
+            return await inbox.exception_page(connection, flt, utcnow(), page=page, page_size=page_size)
+
+    def exception_batches(self, flt: ExceptionFilter, batch_size: int = 2000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every matching exception, newest first, a batch at a time (the CSV export)."""
+        return self._stream(inbox.exception_batches(self.engine, flt, utcnow(), batch_size))
+
+    async def exception_code_counts(self, flt: ExceptionFilter, limit: int = 200) -> list[dict[str, Any]]:
+        async with self._reading() as connection:
+            return await inbox.code_counts(connection, flt, utcnow(), limit)
+
+    async def nmi_view(self, nmi: str, *, ledger_limit: int = 50) -> dict[str, Any] | None:
+        """Everything the store knows about one NMI (None when it holds no such record): its
+        record and sync state, equipment ids, exceptions, actions, drift findings of the latest
+        reconciliation and requests sent to AEMO."""
+        async with self._reading() as connection:
+            record = await inbox.record_view(connection, nmi)
+            if record is None:
+                return None
+            reconciliation, findings = await drift.latest_findings(connection, nmi=nmi)
+            return {
+                "record": record,
+                "equipment": await inbox.equipment_of(connection, nmi),
+                "exceptions": await inbox.exceptions_of(connection, nmi),
+                "actions": await actions.actions_of(connection, nmi),
+                "reconciliation": reconciliation,
+                "drift": findings,
+                "ledger": await ledger.for_nmi(connection, nmi, ledger_limit),
+            }
+
+    async def console_overview(self, *, passes_shown: int = 8, codes_shown: int = 10) -> dict[str, Any]:
+        """The overview page's numbers, in one read."""
+        async with self._reading() as connection:
+            return {
+                "records": await records.state_counts(connection),
+                "due": await records.count_due(connection),
+                "parked": await records.count_parked(connection),
+                "open_exceptions": await validation_exceptions.open_counts(connection),
+                "top_codes": await inbox.code_counts(connection, ExceptionFilter(status=ExceptionStatus.OPEN),
+                                                     utcnow(), codes_shown),
+                "drift": await drift.latest_counts(connection),
+                "running": await inbox.running_passes(connection),
+                "sync_passes": await inbox.recent_passes(connection, PassKind.SYNC, passes_shown),
+                "reconcile_passes": await inbox.recent_passes(connection, PassKind.RECONCILE, passes_shown),
+            }
+
+    async def parked_records(self, limit: int = 200) -> list[dict[str, Any]]:
+        async with self._reading() as connection:
+            return await inbox.parked_records(connection, limit)

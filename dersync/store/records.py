@@ -115,9 +115,15 @@ async def nmi_batches(engine: AsyncEngine, columns: Sequence[Any], condition: An
         after = batch[-1].nmi  # type: ignore[attr-defined]
 
 
+#: What a sync pass takes: due, and not parked by a person (a parked record keeps its due flag,
+#: so that unparking it hands it back to the next pass). Written with the due test first, as
+#: the partial index on due records names it (SQLite matches the index's condition as written).
+DUE_NOW = and_(der_record.c.due, der_record.c.parked_at.is_(None))
+
+
 def due_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
-    """Due records in NMI order, `batch_size` at a time."""
-    return nmi_batches(engine, COLUMNS, der_record.c.due, batch_size, StoredRecord)
+    """Due records that are not parked, in NMI order, `batch_size` at a time."""
+    return nmi_batches(engine, COLUMNS, DUE_NOW, batch_size, StoredRecord)
 
 
 async def mark_attempts(connection: AsyncConnection, nmis: Sequence[str], now: datetime) -> None:
@@ -138,16 +144,40 @@ async def mark_due(connection: AsyncConnection, nmis: Sequence[str], *, forget_s
     return result.rowcount or 0
 
 
-async def load_records(connection: AsyncConnection, nmis: Sequence[str]) -> list[StoredRecord]:
-    """Fresh copies of chosen records (a retry round re-reads what it retries)."""
+async def redrive(connection: AsyncConnection, nmis: Sequence[str]) -> int:
+    """Make records due as if their content were new (a person's re-drive): the hashes of what
+    AEMO accepted or rejected are forgotten, so the next pass sends them even though nothing
+    changed, and `revision` moves on, so that a pass holding the old revision leaves them due.
+    What the store knows of them at AEMO (held or not, equipment ids) is kept: the pass updates
+    what AEMO holds, with AEMO's ids, and never creates equipment twice."""
+    if not nmis:
+        return 0
     result = await connection.execute(
-        select(*COLUMNS).where(der_record.c.nmi.in_(nmis)).order_by(der_record.c.nmi)
+        update(der_record).where(der_record.c.nmi.in_(nmis)).values(
+            due=True, nmi_synced_hash=None, inst_synced_hash=None, nmi_rejected_hash=None, inst_rejected_hash=None,
+            sync_state=SyncState.PENDING, revision=der_record.c.revision + 1)
+    )
+    return result.rowcount or 0
+
+
+async def load_records(connection: AsyncConnection, nmis: Sequence[str]) -> list[StoredRecord]:
+    """Fresh copies of chosen records (a retry round re-reads what it retries); a record parked
+    meanwhile is left out, as the pass's next batch would leave it out."""
+    result = await connection.execute(
+        select(*COLUMNS).where(der_record.c.nmi.in_(nmis), der_record.c.parked_at.is_(None))
+        .order_by(der_record.c.nmi)
     )
     return [StoredRecord(**row._mapping) for row in result]
 
 
 async def count_due(connection: AsyncConnection) -> int:
-    return int((await connection.execute(select(func.count()).where(der_record.c.due))).scalar_one())
+    """Records the next pass will take (due and not parked)."""
+    return int((await connection.execute(select(func.count()).where(DUE_NOW))).scalar_one())
+
+
+async def count_parked(connection: AsyncConnection) -> int:
+    return int((await connection.execute(
+        select(func.count()).where(der_record.c.parked_at.is_not(None)))).scalar_one())
 
 
 async def state_counts(connection: AsyncConnection) -> dict[str, int]:

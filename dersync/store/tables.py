@@ -53,10 +53,16 @@ der_record = Table(
     Column("last_transaction_id", String(100)),
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Parked by a person (console, API or CLI): sync passes skip the record until it is unparked.
+    Column("parked_at", DateTime(timezone=True), comment="set while parked: sync passes skip the record"),
+    Column("parked_by", Text, comment="who parked it"),
+    Column("parked_reason", Text, comment="why it was parked"),
     # SQLite uses a partial index only when the query names its condition as written, and
     # SQLAlchemy writes the due test there as `due = 1` (migration 0003).
     Index("ix_der_record_due", "nmi", sqlite_where=text("due = 1"), postgresql_where=text("due")),
     Index("ix_der_record_sync_state", "sync_state"),
+    Index("ix_der_record_parked", "nmi", sqlite_where=text("parked_at IS NOT NULL"),
+          postgresql_where=text("parked_at IS NOT NULL")),
 )
 
 equipment_id = Table(
@@ -93,6 +99,10 @@ validation_exception = Table(
     Column("raw", Text, comment="AEMO's original object, as JSON"),
     Index("ix_validation_exception_nmi", "nmi", "part", "status"),
     Index("ix_validation_exception_open", "status", "level"),
+    # The console's inbox: newest first within a status, and counts by code (migration 0006).
+    Index("ix_validation_exception_inbox", "status", "first_seen_at", "id"),
+    Index("ix_validation_exception_first_seen", "first_seen_at", "id"),
+    Index("ix_validation_exception_code", "status", "level", "code"),
 )
 
 sync_pass = Table(
@@ -158,7 +168,56 @@ ledger_entry = Table(
     Index("ix_ledger_entry_sent_at", "sent_at"),
 )
 
+console_user = Table(
+    "console_user",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("role", String(16), nullable=False, comment="viewer | operator"),
+    Column("password_hash", Text, nullable=False, comment="argon2id (never shown anywhere)"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+console_session = Table(
+    "console_session",
+    metadata,
+    Column("id_sha256", String(64), primary_key=True, comment="SHA-256 of the cookie's value (not the value)"),
+    Column("user_name", Text, nullable=False),
+    Column("via", String(16), nullable=False, comment="password | proxy"),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_console_session_user", "user_name"),
+    Index("ix_console_session_expires", "expires_at"),
+)
+
+console_action = Table(
+    "console_action",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", Text, nullable=False, comment="user name, or cli:OS-USER"),
+    Column("kind", String(16), nullable=False, comment="redrive | park | unpark | user_saved | user_removed"),
+    Column("reason", Text),
+    Column("detail", Text, nullable=False, server_default=text("'{}'"), comment="JSON: selection, counts"),
+    Column("nmi_count", Integer, nullable=False, server_default=text("0")),
+    Index("ix_console_action_at", "at"),
+)
+
+console_action_nmi = Table(
+    "console_action_nmi",
+    metadata,
+    Column("action_id", Id, primary_key=True, comment="console_action.id"),
+    Column("nmi", Text, primary_key=True),
+    Index("ix_console_action_nmi_nmi", "nmi", "action_id"),
+)
+
 __all__ = [
+    "console_action",
+    "console_action_nmi",
+    "console_session",
+    "console_user",
     "der_record",
     "drift_finding",
     "equipment_id",
