@@ -1,10 +1,12 @@
-"""The admin HTTP endpoints, for orchestrators (health, readiness) and Prometheus (metrics)."""
+"""The admin HTTP endpoints, for orchestrators (health, readiness) and Prometheus (metrics), and
+the app the operator console (`dersync.console`) mounts itself on."""
 
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -19,25 +21,40 @@ ReadinessCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 StatusSource = Callable[[], Awaitable[dict[str, Any]]]
 
 
+class Mountable(Protocol):
+    """What adds routes to the admin app (the operator console)."""
+
+    def mount(self, app: web.Application) -> None: ...
+
+
 class AdminServer:
-    def __init__(self, host: str, port: int, metrics: Metrics, readiness: ReadinessCheck, status: StatusSource) -> None:
+    def __init__(self, host: str, port: int, metrics: Metrics, readiness: ReadinessCheck, status: StatusSource,
+                 *, console: Mountable | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.host, self.port = host, port
         self.metrics = metrics
         self.readiness = readiness
         self.status = status
+        self.console = console
+        self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics_view)
+        if self.console is not None:
+            self.console.mount(app)
         return app
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError as exc:
@@ -49,7 +66,8 @@ class AdminServer:
         sockets = getattr(site._server, "sockets", None) or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info("admin.listening", host=self.host, port=self.port)
+        log.info("admin.listening", host=self.host, port=self.port, scheme=self.scheme,
+                 console=self.console is not None)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -26,6 +26,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from dersync.admin import AdminServer, Metrics
 from dersync.aemo.client import AemoClient
+from dersync.console import Console, LiveJobs, Runtime
 from dersync.errors import AuthError, ConfigError, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy, Stopped
@@ -56,6 +57,9 @@ class Service:
         self._sync_failures = 0
         self._jobs: set[asyncio.Task[Any]] = set()
         self._started = time.monotonic()
+        #: The jobs running now, as the console's overview shows them live.
+        self.live = LiveJobs(lambda: self.client.stats() if self.client is not None else None,
+                             settings.rate_limit_per_minute)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -67,7 +71,8 @@ class Service:
         self.leadership = Leadership(self.store, LeaseTiming.for_failover(self.settings.failover_seconds))
         try:
             self.admin = AdminServer(self.settings.admin_host, self.settings.admin_port, self.metrics,
-                                     self.readiness, self.status)
+                                     self.readiness, self.status, console=await self._console(),
+                                     ssl_context=self.settings.admin_tls)
             await self.admin.start()
             # Every NMI and Installation API request first asks the sender lease (token requests
             # do not: a standby keeps its token fresh so that it is ready to take over).
@@ -102,6 +107,29 @@ class Service:
         await self.stopping.wait()
         scheduler.shutdown(wait=False)
         await self._drain()
+
+    async def _console(self) -> Console | None:
+        """The operator console on the admin app (unless switched off), lent this process's
+        role, token state, its one AEMO client and a way to ask for a pass now."""
+        if not self.settings.admin_console:
+            return None
+        assert self.store is not None
+        runtime = Runtime(role=lambda: self.leadership.role if self.leadership is not None else "starting",
+                          replica=lambda: self.leadership.replica_id if self.leadership is not None else None,
+                          token_state=self._token_state, client=lambda: self.client, live=self.live,
+                          pass_soon=self.pass_soon)
+        console = Console(self.settings, self.store, runtime)
+        await console.ensure_admin_user()
+        return console
+
+    def pass_soon(self) -> bool:
+        """Run the sync pass now rather than at the next interval (re-driven or unparked records
+        wait no longer than a pass); only the leader passes, so False on a standby."""
+        if (self.scheduler is None or self.stopping.is_set() or self.leadership is None
+                or not self.leadership.may_send()):
+            return False
+        self.scheduler.modify_job("sync", next_run_time=datetime.now(UTC))
+        return True
 
     def _check_configuration(self) -> None:
         """What the daemon needs beyond what every command checks (`Settings` did the rest)."""
@@ -226,8 +254,13 @@ class Service:
         self.halt_pass = asyncio.Event()
         if self.stopping.is_set():
             self.halt_pass.set()
-        engine = SyncEngine(self.settings, self.store, self.client, stop=self.halt_pass, leadership=self.leadership)
-        summary = await engine.run_pass()
+        engine = SyncEngine(self.settings, self.store, self.client, stop=self.halt_pass, leadership=self.leadership,
+                            progress=self.live.progress)
+        self.live.started("sync")
+        try:
+            summary = await engine.run_pass()
+        finally:
+            self.live.finished("sync")
         self.totals["passes"] += 1
         for key in ("created", "updated", "rejected_local", "rejected_schema", "rejected_first", "requests"):
             self.totals[key] += getattr(summary, key)
@@ -236,7 +269,11 @@ class Service:
         from dersync.reconcile.reconciler import reconcile
 
         assert self.store is not None and self.client is not None
-        await reconcile(self.settings, self.store, self.client, repair=self.settings.reconcile_repair)
+        self.live.started("reconcile")
+        try:
+            await reconcile(self.settings, self.store, self.client, repair=self.settings.reconcile_repair)
+        finally:
+            self.live.finished("reconcile")
         self.totals["reconciliations"] += 1
 
     # --- admin views ---------------------------------------------------------------------------
