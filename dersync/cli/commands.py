@@ -14,7 +14,7 @@ import click
 from dersync.cli.main import EXIT_FAILED
 from dersync.cli.output import local_time, progress_bar, render, write_json
 from dersync.settings import Settings
-from dersync.store import Store
+from dersync.store import Selection, Store
 from dersync.store.importer import import_file
 from dersync.wording import plural
 
@@ -88,7 +88,8 @@ async def do_status(settings: Settings, fmt: str) -> int:
         return 0
     records = status["records"]
     click.echo(f"Store: {store.description}")
-    click.echo("Records: " + ", ".join(f"{k} {v}" for k, v in records.items()) + f" (due now: {status['due']})")
+    click.echo("Records: " + ", ".join(f"{k} {v}" for k, v in records.items())
+               + f" (due now: {status['due']}, parked: {status['parked']})")
     click.echo("Open exceptions: " + ", ".join(f"{k} {v}" for k, v in status["open_exceptions"].items()))
     last = status["last_sync"]
     if last:
@@ -199,4 +200,103 @@ async def do_sync_dry_run(settings: Settings, fmt: str) -> int:
         for row in rows:
             counts[row["action"]] = counts.get(row["action"], 0) + 1
         click.echo(f"{plural(len(rows), 'due record')}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return 0
+
+
+# --- operator actions and console users ----------------------------------------------------------
+
+REDRIVE_COLUMNS = ("nmi", "syncState", "due", "parked")
+USER_COLUMNS = ("name", "role", "created", "updated")
+
+
+def cli_actor() -> str:
+    """Who acts from the command line, as the action log records it: `cli:OS-USER`."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container's arbitrary user)
+        import os
+
+        return f"cli:uid {os.getuid()}"
+
+
+async def do_redrive(settings: Settings, selection: Selection, *, preview: bool, reason: str | None,
+                     expect: str | None, fmt: str) -> int:
+    zone = settings.zone
+    async with open_store(settings, create=False) as store:
+        if preview:
+            resolved = await store.redrive_preview(selection)
+            states: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(resolved.nmis), 1000):
+                states.update(await store.record_states(resolved.nmis[start : start + 1000]))
+            rows = [{"nmi": nmi, **states.get(nmi, {})} for nmi in resolved.nmis]
+            if fmt == "json":
+                write_json({"preview": True, "count": len(resolved.nmis), "parked": len(resolved.parked),
+                            "fingerprint": resolved.fingerprint, "nmis": rows}, zone)
+            else:
+                render(rows, fmt, zone=zone, columns=REDRIVE_COLUMNS,
+                       title=f"Re-drive preview: {plural(len(resolved.nmis), 'NMI')} (nothing changed)")
+            if fmt == "table":
+                click.echo(f"{plural(len(resolved.nmis), 'NMI')} would be re-driven ({len(resolved.parked)} parked, "
+                           f"they wait until unparked). To act on exactly these: add --expect "
+                           f"{resolved.fingerprint}")
+            return 0
+        action_id, resolved = await store.redrive(selection, actor=cli_actor(), reason=reason, expect=expect)
+    if fmt == "json":
+        write_json({"preview": False, "count": len(resolved.nmis), "parked": len(resolved.parked),
+                    "fingerprint": resolved.fingerprint, "actionId": action_id}, zone)
+    else:
+        click.echo(f"Re-drove {plural(len(resolved.nmis), 'NMI')} (action {action_id}): the next sync pass sends "
+                   f"them{f'; {len(resolved.parked)} parked wait until unparked' if resolved.parked else ''}")
+    return 0
+
+
+async def do_park(settings: Settings, nmi: str, reason: str) -> int:
+    async with open_store(settings, create=False) as store:
+        newly = await store.park(nmi, actor=cli_actor(), reason=reason)
+    click.echo(f"Parked {nmi}: sync passes skip it until `dersync unpark {nmi}`" if newly
+               else f"{nmi} was already parked: reason updated")
+    return 0
+
+
+async def do_unpark(settings: Settings, nmi: str, reason: str | None) -> int:
+    async with open_store(settings, create=False) as store:
+        changed = await store.unpark(nmi, actor=cli_actor(), reason=reason)
+    click.echo(f"Unparked {nmi}: the next sync pass takes it if it is due" if changed
+               else f"{nmi} was not parked: nothing changed")
+    return 0
+
+
+async def do_add_user(settings: Settings, name: str, role: str, password: str) -> int:
+    from dersync.console.passwords import hash_password
+    from dersync.vocabulary import ActionKind
+
+    async with open_store(settings) as store:
+        created = await store.save_user(name, role, await hash_password(password))
+        await store.log_action(ActionKind.USER_SAVED, actor=cli_actor(),
+                               detail={"user": name, "role": role, "created": created, "password_changed": True})
+    click.echo(f"{'Created' if created else 'Updated'} console user {name} (role {role})"
+               + ("" if created else "; their sessions ended"))
+    return 0
+
+
+async def do_list_users(settings: Settings, fmt: str) -> int:
+    async with open_store(settings, create=False) as store:
+        rows = await store.list_users()
+    render(rows, fmt, zone=settings.zone, columns=USER_COLUMNS, title="Console users")
+    return 0
+
+
+async def do_remove_user(settings: Settings, name: str) -> int:
+    from dersync.vocabulary import ActionKind
+
+    async with open_store(settings, create=False) as store:
+        removed = await store.remove_user(name)
+        if removed:
+            await store.log_action(ActionKind.USER_REMOVED, actor=cli_actor(), detail={"user": name})
+    if not removed:
+        click.echo(f"dersync: no console user named {name}", err=True)
+        return EXIT_FAILED
+    click.echo(f"Removed console user {name}; their sessions ended")
     return 0

@@ -19,7 +19,7 @@ import click
 from dersync.errors import ConfigError, DersyncError
 from dersync.logs import configure_logging
 from dersync.settings import Enumerations, Settings, load_settings
-from dersync.vocabulary import DriftKind, Level, values
+from dersync.vocabulary import DriftKind, Level, Role, values
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -59,6 +59,8 @@ def run_async(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[
         except KeyboardInterrupt:
             click.echo("dersync: interrupted", err=True)
             sys.exit(130)
+        except click.ClickException:
+            raise  # a usage error found while the command ran: click reports it (exit 2)
         except Exception as exc:  # the last line of defence for operators
             if ctx.debug:
                 raise
@@ -167,6 +169,131 @@ async def status_command(ctx: Context, fmt: str) -> int:
     from dersync.cli.commands import do_status
 
     return await do_status(ctx.settings(), fmt)
+
+
+@cli.command("redrive")
+@click.option("--nmi", "nmis", multiple=True, help="Re-drive this NMI (repeatable).")
+@click.option("--level", type=click.Choice(values(Level)), default=None,
+              help="Re-drive every NMI with an exception of this level.")
+@click.option("--code", default=None, help="... and this code (with --level).")
+@click.option("--open", "open_only", is_flag=True, help="... only exceptions still open (with --level).")
+@click.option("--preview", is_flag=True, help="List what would be re-driven; change nothing.")
+@click.option("--expect", default=None, metavar="FINGERPRINT",
+              help="Act only if the selection still holds exactly the NMIs a preview listed.")
+@click.option("--reason", default=None, help="Why (kept in the action log, shown on each NMI's page).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def redrive_command(ctx: Context, nmis: tuple[str, ...], level: str | None, code: str | None, open_only: bool,
+                          preview: bool, expect: str | None, reason: str | None, fmt: str) -> int:
+    """Send records again at the next sync pass even though their content did not change.
+
+    \b
+      dersync redrive --nmi 8001000001 --nmi 8001000002
+      dersync redrive --level second --code 2023 --open --preview
+    """
+    from dersync.cli.commands import do_redrive
+    from dersync.console.forms import BadInput, exception_filter, nmi_value, reason_of
+    from dersync.store import Selection
+
+    if bool(nmis) == bool(level):
+        raise click.UsageError("name the records: --nmi NMI (repeatable), or --level LEVEL [--code C] [--open]")
+    if not level and (code or open_only):
+        raise click.UsageError("--code and --open narrow --level; with --nmi they mean nothing")
+    try:
+        if nmis:
+            selection = Selection(nmis=tuple(n for n in (nmi_value("--nmi", nmi) for nmi in nmis) if n))
+        else:
+            selection = Selection(filter=exception_filter(
+                {"level": level, "code": code, "status": "open" if open_only else None}))
+        checked = reason_of(reason, required=False)
+    except BadInput as exc:
+        raise click.UsageError(str(exc)) from None
+    return await do_redrive(ctx.settings(), selection, preview=preview, reason=checked, expect=expect, fmt=fmt)
+
+
+@cli.command("park")
+@click.argument("nmi")
+@click.option("--reason", required=True, help="Why (what is being fixed, and by whom).")
+@run_async
+async def park_command(ctx: Context, nmi: str, reason: str) -> int:
+    """Stop sync passes sending this record until it is unparked (while a data fix is made)."""
+    from dersync.cli.commands import do_park
+    from dersync.console.forms import BadInput, nmi_value, reason_of
+
+    try:
+        named, checked = nmi_value("NMI", nmi), reason_of(reason, required=True)
+    except BadInput as exc:
+        raise click.UsageError(str(exc)) from None
+    assert named is not None and checked is not None
+    return await do_park(ctx.settings(), named, checked)
+
+
+@cli.command("unpark")
+@click.argument("nmi")
+@click.option("--reason", default=None, help="Why (optional).")
+@run_async
+async def unpark_command(ctx: Context, nmi: str, reason: str | None) -> int:
+    """Hand a parked record back to the sync passes."""
+    from dersync.cli.commands import do_unpark
+    from dersync.console.forms import BadInput, nmi_value, reason_of
+
+    try:
+        named, checked = nmi_value("NMI", nmi), reason_of(reason, required=False)
+    except BadInput as exc:
+        raise click.UsageError(str(exc)) from None
+    assert named is not None
+    return await do_unpark(ctx.settings(), named, checked)
+
+
+@cli.group("admin")
+def admin_group() -> None:
+    """Console users (the operator console and its JSON API)."""
+
+
+@admin_group.command("add-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(values(Role)), required=True,
+              help="viewer reads; operator also re-drives, parks and unparks.")
+@click.option("--password-stdin", "password_stdin", is_flag=True, required=True,
+              help="Read the password from standard input (never from the command line).")
+@run_async
+async def add_user(ctx: Context, name: str, role: str, password_stdin: bool) -> int:
+    """Create a console user, or change an existing one's role and password.
+
+    \b
+      dersync admin add-user alice --role operator --password-stdin < alice.secret
+    """
+    from dersync.cli.commands import do_add_user
+    from dersync.console.passwords import name_problem, password_problem
+
+    problem = name_problem(name)
+    if problem is not None:
+        raise click.UsageError(problem)
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else ""
+    problem = password_problem(password)
+    if problem is not None:
+        raise click.UsageError(f"{problem} (read from standard input)")
+    return await do_add_user(ctx.settings(), name, role, password)
+
+
+@admin_group.command("list-users")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def list_users(ctx: Context, fmt: str) -> int:
+    """Console users and their roles (never their passwords or hashes)."""
+    from dersync.cli.commands import do_list_users
+
+    return await do_list_users(ctx.settings(), fmt)
+
+
+@admin_group.command("remove-user")
+@click.argument("name")
+@run_async
+async def remove_user(ctx: Context, name: str) -> int:
+    """Remove a console user; their sessions end at once."""
+    from dersync.cli.commands import do_remove_user
+
+    return await do_remove_user(ctx.settings(), name)
 
 
 @cli.command("run")
