@@ -24,7 +24,7 @@ from aiohttp import web
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from dersync.cli.output import in_zone, local_time
-from dersync.console.auth import Authenticator, Identity, Refused, tokens_match
+from dersync.console.auth import Authenticator, Identity, Refused, tokens_match, visit
 from dersync.console.forms import BadInput
 from dersync.console.passwords import hash_password, verify_password
 from dersync.console.runtime import Runtime
@@ -41,7 +41,6 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Paths of the console that need no user: the sign-in page and the console's own files.
 PUBLIC_PATHS = frozenset({"/login"})
 STATIC_PREFIX = "/static/"
-IDENTITY = "dersync.identity"
 ADMIN_USER = "admin"
 
 _SECURITY_HEADERS = {
@@ -126,13 +125,16 @@ class Console:
                 try:
                     identity = await self.auth.identify(request)
                 except Refused as exc:
-                    return self._secured(self.refused(request, exc, api))
+                    return self.secured(self.refused(request, exc, api))
                 if identity is None:
-                    return self._secured(self.sign_in_first(request, api))
-                request[IDENTITY] = identity
+                    return self.secured(self.sign_in_first(request, api))
+                visit(request).identity = identity
             response = await handler(request)
         except web.HTTPException as exc:
-            response = self.error(request, exc.status, exc.reason if exc.status != 404 else "no such page", api)
+            if exc.status < 400:  # a redirect raised by a handler
+                return self.secured(web.Response(status=exc.status, headers=exc.headers))
+            reason = "no such page" if exc.reason == "Not Found" else exc.reason
+            response = self.error(request, exc.status, reason[:1].lower() + reason[1:], api)
         except BadInput as exc:
             response = self.error(request, 400, str(exc), api)
         except StoreUnavailable as exc:
@@ -141,13 +143,13 @@ class Console:
         except Exception as exc:  # a bug: logged with its traceback, answered in one line
             log.exception("console.failed", path=request.path, method=request.method, error_type=type(exc).__name__)
             response = self.error(request, 500, f"unexpected {type(exc).__name__} (logged by the daemon)", api)
-        cookie = request.get("dersync.new_session")
-        if isinstance(cookie, str):
+        cookie = visit(request).new_session
+        if cookie is not None:
             self.auth.set_session_cookie(request, response, cookie)
-        return self._secured(response)
+        return self.secured(response)
 
     @staticmethod
-    def _secured(response: web.StreamResponse) -> web.StreamResponse:
+    def secured(response: web.StreamResponse) -> web.StreamResponse:
         for name, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         response.headers.setdefault("Cache-Control", "no-store")
@@ -160,10 +162,11 @@ class Console:
                                      headers={"WWW-Authenticate": 'Basic realm="dersync", charset="UTF-8"'})
         target = request.path_qs if request.method == "GET" else "/"
         query = {"next": target}
-        if request.get("dersync.session_ended"):
+        ended = visit(request).session_ended
+        if ended:
             query["ended"] = "1"
-        response = web.HTTPSeeOther("/login?" + urlencode(query))
-        if request.get("dersync.session_ended"):
+        response = see_other("/login?" + urlencode(query))
+        if ended:
             self.auth.clear_session_cookie(request, response)
         return response
 
@@ -188,13 +191,13 @@ class Console:
 
     @staticmethod
     def identity(request: web.Request) -> Identity:
-        identity = request[IDENTITY]
-        assert isinstance(identity, Identity)
+        identity = visit(request).identity
+        assert identity is not None
         return identity
 
     def render(self, request: web.Request, template: str, *, status: int = 200,
                headers: dict[str, str] | None = None, **context: Any) -> web.Response:
-        identity = request.get(IDENTITY)
+        identity = visit(request).identity
         body = self.templates.get_template(template).render(
             identity=identity, path=request.path, role=self.runtime.role(), **context)
         return web.Response(text=body, status=status, content_type="text/html", charset="utf-8", headers=headers)
@@ -282,6 +285,11 @@ def _query(params: dict[str, Any], **changes: Any) -> str:
     """A query string of `params` with `changes` (None drops a key)."""
     merged = {k: v for k, v in {**params, **changes}.items() if v not in (None, "")}
     return urlencode(merged, doseq=True)
+
+
+def see_other(location: str) -> web.Response:
+    """303: go there with a GET (after a form, so that reloading never repeats the action)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def now_utc() -> datetime:

@@ -50,7 +50,7 @@ SESSION_COOKIE = "dersync_session"
 SIGNIN_COOKIE = "dersync_signin"
 CSRF_HEADER = "X-CSRF-Token"
 #: How stale `last_seen_at` may get before a request writes it again (a write per minute per
-#: session at most, not one per request).
+#: session at most, not one per request; sooner when the idle limit is short).
 TOUCH_EVERY = timedelta(seconds=60)
 #: How long a verified Basic credential is remembered.
 BASIC_CACHE_SECONDS = 60.0
@@ -72,6 +72,28 @@ class Identity:
     @property
     def may_act(self) -> bool:
         return self.role == Role.OPERATOR
+
+
+@dataclass
+class Visit:
+    """What the console learns about one request on its way through (one per request)."""
+
+    identity: Identity | None = None
+    #: A session cookie to set on the answer (a proxy user's first request).
+    new_session: str | None = None
+    #: The request's session cookie named a session that has ended (expired, signed out).
+    session_ended: bool = False
+
+
+VISIT = web.RequestKey("dersync.console.visit", Visit)
+
+
+def visit(request: web.Request) -> Visit:
+    found = request.get(VISIT)
+    if found is None:
+        found = Visit()
+        request[VISIT] = found
+    return found
 
 
 class Refused(Exception):
@@ -162,6 +184,7 @@ class Authenticator:
         self.store = store
         self.lifetime = timedelta(seconds=settings.admin_session_lifetime_seconds)
         self.idle = timedelta(seconds=settings.admin_session_idle_seconds)
+        self.touch_every = min(TOUCH_EVERY, self.idle / 4)
         self.throttle = Throttle(settings.admin_signin_failures_per_user, settings.admin_signin_failures_per_address,
                                  settings.admin_signin_window_seconds)
         self.trusted = settings.auth_proxy_networks if settings.admin_auth_proxy_header else []
@@ -174,7 +197,7 @@ class Authenticator:
     async def identify(self, request: web.Request) -> Identity | None:
         """The request's user, or None (not signed in, or the session ended). Raises `Refused`
         for a Basic credential that is wrong or throttled. May note a new session cookie to set
-        (`request["dersync.new_session"]`: proxy users get one for their CSRF token)."""
+        (`Visit.new_session`: proxy users get one for their CSRF token)."""
         session = await self._session(request)
         proxied = self._proxy_user(request)
         if proxied is not None:
@@ -193,14 +216,14 @@ class Authenticator:
         sid = _sha256(cookie)
         session = await self.store.session(sid)
         if session is None:
-            request["dersync.session_ended"] = True
+            visit(request).session_ended = True
             return None
         now = datetime.now(UTC)
         if session.expires_at <= now or session.last_seen_at <= now - self.idle:
             await self.store.end_session(sid)
-            request["dersync.session_ended"] = True
+            visit(request).session_ended = True
             return None
-        if session.last_seen_at <= now - TOUCH_EVERY:
+        if session.last_seen_at <= now - self.touch_every:
             await self.store.touch_session(sid)
         return session
 
@@ -234,7 +257,7 @@ class Authenticator:
         role = max(candidates, key=lambda r: _ROLE_RANK[r])
         if session is None or session.via != "proxy" or session.user_name != name:
             cookie, session = await self._new_session(name, "proxy")
-            request["dersync.new_session"] = cookie
+            visit(request).new_session = cookie
         return Identity(name, role, "proxy", session.csrf_token, session.id_sha256)
 
     async def _basic(self, request: web.Request, encoded: str) -> Identity:
@@ -302,8 +325,10 @@ class Authenticator:
     # --- cookies and tokens ------------------------------------------------------------------------
 
     def set_session_cookie(self, request: web.Request, response: web.StreamResponse, value: str) -> None:
-        response.set_cookie(SESSION_COOKIE, value, max_age=int(self.lifetime.total_seconds()), path="/",
-                            httponly=True, samesite="Lax", secure=over_tls(request, self.trusted))
+        # No Max-Age: the cookie goes with the browser; the store ends the session sooner (its
+        # lifetime and idle limit), and the next page then says that the session ended.
+        response.set_cookie(SESSION_COOKIE, value, path="/", httponly=True, samesite="Lax",
+                            secure=over_tls(request, self.trusted))
 
     def clear_session_cookie(self, request: web.Request, response: web.StreamResponse) -> None:
         response.del_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="Lax",

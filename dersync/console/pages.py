@@ -18,7 +18,7 @@ from multidict import MultiMapping
 from dersync.aemo.responses import AemoResponse
 from dersync.cli.commands import EXCEPTION_CSV_COLUMNS
 from dersync.cli.output import in_zone
-from dersync.console.app import Console, now_utc
+from dersync.console.app import Console, now_utc, see_other
 from dersync.console.auth import SIGNIN_COOKIE, Refused, tokens_match
 from dersync.console.compare_view import side_by_side
 from dersync.console.forms import BadInput, exception_filter, nmi_value, page_of, reason_of
@@ -72,10 +72,11 @@ class Pages:
     # --- signing in --------------------------------------------------------------------------------
 
     async def login_form(self, request: web.Request, *, message: str | None = None, status: int = 200,
-                         name: str = "", headers: dict[str, str] | None = None) -> web.Response:
+                         name: str = "", headers: dict[str, str] | None = None,
+                         next_path: str | None = None) -> web.Response:
         token, new = self.c.auth.signin_token(request)
         response = self.c.render(request, "login.html", status=status, headers=headers, message=message, name=name,
-                                 next=_local_target(request.query.get("next") or request.get("dersync.next")),
+                                 next=_local_target(next_path or request.query.get("next")),
                                  ended=request.query.get("ended") == "1", token=token)
         if new:
             self.c.auth.set_signin_cookie(request, response, token)
@@ -84,19 +85,20 @@ class Pages:
     async def login(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
         name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
-        request["dersync.next"] = str(form.get("next", ""))
+        next_path = str(form.get("next", ""))
         if not tokens_match(request.cookies.get(SIGNIN_COOKIE), form.get("csrf")):
-            return await self.login_form(request, status=403, name=name,
+            return await self.login_form(request, status=403, name=name, next_path=next_path,
                                          message="The sign-in form was stale (or cookies are off): try again.")
         if not name or not password:
-            return await self.login_form(request, status=400, name=name, message="Enter a user name and password.")
+            return await self.login_form(request, status=400, name=name, next_path=next_path,
+                                         message="Enter a user name and password.")
         try:
             cookie, _identity = await self.c.auth.sign_in(request, name, password)
         except Refused as exc:
             headers = {"Retry-After": str(math.ceil(exc.retry_after))} if exc.retry_after is not None else None
-            return await self.login_form(request, status=exc.status, name=name, headers=headers,
+            return await self.login_form(request, status=exc.status, name=name, headers=headers, next_path=next_path,
                                          message=str(exc)[0].upper() + str(exc)[1:] + ".")
-        response = web.HTTPSeeOther(_local_target(str(form.get("next", ""))))
+        response = see_other(_local_target(next_path))
         self.c.auth.set_session_cookie(request, response, cookie)
         response.del_cookie(SIGNIN_COOKIE, path="/login")
         return response
@@ -105,7 +107,7 @@ class Pages:
         form = await request.post()
         self.c.check_csrf(request, form.get("csrf"))
         await self.c.auth.sign_out(self.c.identity(request))
-        response = web.HTTPSeeOther("/login")
+        response = see_other("/login")
         self.c.auth.clear_session_cookie(request, response)
         return response
 
@@ -152,6 +154,7 @@ class Pages:
         response = web.StreamResponse(headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="dersync-exceptions-{stamp}.csv"'})
+        self.c.secured(response)  # streamed: the headers go before the guard sees the answer
         await response.prepare(request)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(EXCEPTION_CSV_COLUMNS), extrasaction="ignore")
@@ -176,8 +179,8 @@ class Pages:
     async def find_nmi(self, request: web.Request) -> web.StreamResponse:
         nmi = nmi_value("nmi", request.query.get("nmi"))
         if nmi is None:
-            raise web.HTTPSeeOther("/exceptions")
-        raise web.HTTPSeeOther("/nmi/" + _quoted(nmi))
+            return see_other("/exceptions")
+        return see_other("/nmi/" + _quoted(nmi))
 
     async def _nmi_page(self, request: web.Request, nmi: str, *, status: int = 200, message: str | None = None,
                         aemo: dict[str, Any] | None = None) -> web.Response:
@@ -261,7 +264,7 @@ class Pages:
             raise web.HTTPNotFound(reason=str(exc)) from None
         log.info("console.redrive", user=identity.name, nmis=1, nmi=nmi)
         self.c.runtime.pass_soon()
-        raise web.HTTPSeeOther(f"/nmi/{_quoted(nmi)}?done=redriven")
+        return see_other(f"/nmi/{_quoted(nmi)}?done=redriven")
 
     async def park(self, request: web.Request) -> web.StreamResponse:
         nmi = _nmi_of(request)
@@ -277,7 +280,7 @@ class Pages:
         except NotInStore as exc:
             raise web.HTTPNotFound(reason=str(exc)) from None
         log.info("console.park", user=identity.name, nmi=nmi)
-        raise web.HTTPSeeOther(f"/nmi/{_quoted(nmi)}?done={'parked' if newly else 'reparked'}")
+        return see_other(f"/nmi/{_quoted(nmi)}?done={'parked' if newly else 'reparked'}")
 
     async def unpark(self, request: web.Request) -> web.StreamResponse:
         nmi = _nmi_of(request)
@@ -294,7 +297,7 @@ class Pages:
         if changed:
             log.info("console.unpark", user=identity.name, nmi=nmi)
             self.c.runtime.pass_soon()
-        raise web.HTTPSeeOther(f"/nmi/{_quoted(nmi)}?done={'unparked' if changed else 'not_parked'}")
+        return see_other(f"/nmi/{_quoted(nmi)}?done={'unparked' if changed else 'not_parked'}")
 
     # --- bulk re-drive: preview, then confirm ------------------------------------------------------------
 
@@ -346,7 +349,7 @@ class Pages:
         log.info("console.redrive", user=identity.name, nmis=len(resolved.nmis), parked=len(resolved.parked),
                  action_id=action_id, selection=selection.as_dict())
         self.c.runtime.pass_soon()
-        raise web.HTTPSeeOther(f"/activity?done=redrive&action={action_id}")
+        return see_other(f"/activity?done=redrive&action={action_id}")
 
     # --- drift and activity -------------------------------------------------------------------------------
 
