@@ -1,0 +1,154 @@
+"""The store's side of the console: parked records and the due queries, what a re-drive changes
+(and what it keeps), the action log, users, and migration 0006 on an existing store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import inspect, select
+
+from dersync.mock import Simulator
+from dersync.settings import Settings
+from dersync.store import NothingSelected, NotInStore, PartOutcome, RecordOutcome, Selection, SelectionChanged, Store
+from dersync.store.db import MIGRATIONS
+from dersync.store.tables import der_record
+from dersync.sync import sync_once
+from dersync.testing import load, nmi_for, record
+from dersync.vocabulary import Part, Result
+
+
+async def due(store: Store) -> list[str]:
+    return [r.nmi async for batch in store.due_batches(2) for r in batch]
+
+
+async def test_parked_records_are_skipped_by_the_due_queries_and_counted(store: Store) -> None:
+    """A parked record keeps its due flag but no pass takes it (batches, the due count and a
+    retry round's re-read skip it); status counts it as parked; unparked, it is due again."""
+    await load(store, [record(nmi_for(i)) for i in range(5)])
+    assert await store.park(nmi_for(1), actor="olivia", reason="fix") is True
+    assert await store.park(nmi_for(1), actor="olivia", reason="fix, day 2") is False
+    assert await due(store) == [nmi_for(i) for i in (0, 2, 3, 4)]
+    assert await store.count_due() == 4
+    assert [r.nmi for r in await store.load_records([nmi_for(0), nmi_for(1)])] == [nmi_for(0)]
+    status = await store.status()
+    assert status["parked"] == 1 and status["due"] == 4 and status["records"]["pending"] == 5
+    assert await store.unpark(nmi_for(1), actor="olivia") is True
+    assert await store.unpark(nmi_for(1), actor="olivia") is False
+    assert await store.count_due() == 5 and (await store.status())["parked"] == 0
+
+
+async def test_a_redrive_forgets_what_was_sent_keeps_what_aemo_holds_and_outlives_a_pass_in_flight(
+    settings: Settings, store: Store, simulator: Simulator
+) -> None:
+    """Re-driven, a synced record is due and pending with its sent hashes forgotten and its
+    revision moved on, while AEMO's ids and the at-AEMO flags stay (the pass updates, never
+    creates twice); an outcome recorded under the revision a pass read before the re-drive
+    leaves it due."""
+    await load(store, [record(nmi_for(i)) for i in range(3)])
+    await sync_once(settings, store)
+    [before] = await store.load_records([nmi_for(1)])
+    ids_before = await store.load_ids([nmi_for(1)])
+    assert before.inst_synced_hash and not before.due and ids_before
+
+    action_id, resolved = await store.redrive(Selection(nmis=(nmi_for(1),)), actor="olivia", reason="approved")
+    assert resolved.nmis == [nmi_for(1)] and action_id > 0
+    [after] = await store.load_records([nmi_for(1)])
+    assert after.due and after.sync_state == "pending" and after.revision == before.revision + 1
+    assert (after.nmi_synced_hash, after.inst_synced_hash, after.nmi_rejected_hash, after.inst_rejected_hash) == (
+        None, None, None, None)
+    assert after.inst_at_aemo is True and after.nmi_at_aemo is True
+    assert await store.load_ids([nmi_for(1)]) == ids_before
+
+    in_flight = RecordOutcome(nmi_for(1), before.revision, (PartOutcome(Part.INSTALLATION, Result.SYNCED, "h"),))
+    await store.record_outcomes([in_flight])
+    assert await due(store) == [nmi_for(1)]
+
+
+async def test_a_bulk_redrive_is_one_action_listed_on_every_nmi_it_touched(store: Store) -> None:
+    """Re-driving 2,500 NMIs writes one action, counted with its NMIs, that each NMI's own list
+    shows; named NMIs the store lacks are refused and nothing is written; an empty selection and
+    a stale fingerprint are refused too."""
+    await load(store, [record(nmi_for(i)) for i in range(2500)])
+    nmis = tuple(nmi_for(i) for i in range(2500))
+    preview = await store.redrive_preview(Selection(nmis=nmis))
+    action_id, resolved = await store.redrive(Selection(nmis=nmis), actor="cli:ops", reason="bulk",
+                                              expect=preview.fingerprint)
+    assert len(resolved.nmis) == 2500
+    for nmi in (nmis[0], nmis[1234], nmis[-1]):
+        [action] = await store.actions_of(nmi)
+        assert (action["id"], action["kind"], action["nmiCount"], action["actor"]) == (action_id, "redrive", 2500,
+                                                                                       "cli:ops")
+    for selection, error in ((Selection(nmis=(nmi_for(0), "9999999999")), NotInStore),
+                             (Selection(nmis=()), NothingSelected)):
+        try:
+            await store.redrive(selection, actor="x")
+        except error:
+            pass
+        else:
+            raise AssertionError(f"{selection} was accepted")
+    try:
+        await store.redrive(Selection(nmis=nmis[:2]), actor="x", expect=preview.fingerprint)
+    except SelectionChanged as exc:
+        assert exc.count == 2
+    else:
+        raise AssertionError("a stale fingerprint was accepted")
+    assert len(await store.recent_actions()) == 1
+
+
+async def test_users_keep_no_password_only_a_hash_and_a_new_password_ends_sessions(store: Store) -> None:
+    """Saving a user with a new hash ends its sessions; listing users never returns the hash;
+    removing a user ends its sessions too."""
+    from datetime import UTC, datetime, timedelta
+
+    from dersync.store import Session
+
+    now = datetime.now(UTC)
+    assert await store.save_user("olivia", "operator", "$argon2id$first") is True
+    await store.create_session(Session("a" * 64, "olivia", "password", "t" * 43, now, now, now + timedelta(hours=1),
+                                       None))
+    assert (await store.session("a" * 64)) is not None
+    assert await store.save_user("olivia", "viewer", None) is False  # a role change keeps sessions
+    assert (await store.session("a" * 64)).role == "viewer"  # type: ignore[union-attr]
+    assert await store.save_user("olivia", "viewer", "$argon2id$second") is False
+    assert await store.session("a" * 64) is None
+    assert all("hash" not in key for user in await store.list_users() for key in user)
+    await store.create_session(Session("b" * 64, "olivia", "password", "t" * 43, now, now, now + timedelta(hours=1),
+                                       None))
+    assert await store.remove_user("olivia") is True and await store.session("b" * 64) is None
+    assert await store.remove_user("olivia") is False
+
+
+def _alembic(sync_connection: Any, verb: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = sync_connection
+    getattr(command, verb)(config, revision)
+
+
+async def test_migration_0006_upgrades_a_store_from_the_release_before(store: Store) -> None:
+    """A store at 0005 holding records (as the previous release left it) gains the park columns,
+    the console's tables and the inbox indexes when the service opens it; its records are kept
+    and none is parked."""
+    async with store.engine.begin() as connection:
+        await connection.run_sync(lambda sync: _alembic(sync, "downgrade", "0005"))
+        columns = await connection.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("der_record")})
+        assert "parked_at" not in columns
+        await connection.execute(der_record.insert().values(nmi=nmi_for(7), nmi_details="{}"))
+    url = str(store.engine.url)
+    await store.close()
+
+    reopened = await Store.open(url)
+    try:
+        async with reopened.engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            indexes = await connection.run_sync(
+                lambda sync: {i["name"] for i in inspect(sync).get_indexes("validation_exception")})
+            parked = (await connection.execute(select(der_record.c.parked_at).where(
+                der_record.c.nmi == nmi_for(7)))).scalar_one()
+        assert {"console_user", "console_session", "console_action", "console_action_nmi"} <= tables
+        assert {"ix_validation_exception_inbox", "ix_validation_exception_code"} <= indexes
+        assert parked is None and await reopened.count_due() == 1
+    finally:
+        await reopened.close()
