@@ -212,3 +212,60 @@ def test_an_empty_database_password_is_reported(tmp_path: Path) -> None:
     """An empty password file is a mistake, not a password."""
     lines = problems_for(tmp_path, database_url="postgresql://dersync@db/dersync", database_password="")
     assert lines == ["DERSYNC_DATABASE_PASSWORD: is empty"]
+
+
+# --- the console's settings ------------------------------------------------------------------------
+
+def test_the_admin_password_comes_from_a_secret_file_and_is_never_shown(tmp_path: Path) -> None:
+    """/run/secrets/dersync_admin_password (here a folder of the test's) sets the console's admin
+    password, its line end dropped; the settings' repr does not show it; a short one is refused."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "dersync_admin_password").write_text("from-the-secret-file\n")
+    settings = load_settings(environ={}, secrets_dir=secrets)
+    assert settings.admin_password is not None
+    assert settings.admin_password.get_secret_value() == "from-the-secret-file"
+    assert "from-the-secret-file" not in repr(settings)
+    (secrets / "dersync_admin_password").write_text("short\n")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={}, secrets_dir=secrets)
+    assert refused.value.problems == ["DERSYNC_ADMIN_PASSWORD: must be at least 12 characters long"]
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({"DERSYNC_ADMIN_AUTH_PROXY_HEADER": "X-Webauth-User"},
+     "DERSYNC_ADMIN_AUTH_PROXY_TRUSTED: must name the proxy's addresses when DERSYNC_ADMIN_AUTH_PROXY_HEADER is set "
+     "(the header is honoured only from them)"),
+    ({"DERSYNC_ADMIN_AUTH_PROXY_TRUSTED": "10.0.0.1"},
+     "DERSYNC_ADMIN_AUTH_PROXY_TRUSTED: has no effect without DERSYNC_ADMIN_AUTH_PROXY_HEADER"),
+    ({"DERSYNC_ADMIN_AUTH_PROXY_HEADER": "X User", "DERSYNC_ADMIN_AUTH_PROXY_TRUSTED": "10.0.0.1"},
+     "DERSYNC_ADMIN_AUTH_PROXY_HEADER: must be an HTTP header name such as X-WEBAUTH-USER, got 'X User'"),
+    ({"DERSYNC_ADMIN_AUTH_PROXY_HEADER": "X-User", "DERSYNC_ADMIN_AUTH_PROXY_TRUSTED": "10.0.0.300"},
+     "DERSYNC_ADMIN_AUTH_PROXY_TRUSTED: '10.0.0.300' is not an IP address or network (such as 10.0.0.5 or "
+     "10.0.0.0/24)"),
+    ({"DERSYNC_ADMIN_AUTH_PROXY_HEADER": "X-User", "DERSYNC_ADMIN_AUTH_PROXY_TRUSTED": "10.0.0.1",
+      "DERSYNC_ADMIN_AUTH_PROXY_ROLES": "pat=admin"},
+     "DERSYNC_ADMIN_AUTH_PROXY_ROLES: 'pat=admin' is not NAME=ROLE (or group:NAME=ROLE) with a role of viewer, "
+     "operator"),
+    ({"DERSYNC_ADMIN_SESSION_IDLE_SECONDS": "0"}, "DERSYNC_ADMIN_SESSION_IDLE_SECONDS: Input should be greater than 0"),
+])
+def test_console_settings_are_checked_at_load(tmp_path: Path, environ: dict[str, str], expected: str) -> None:
+    """Single sign-on settings that would be unsafe or do nothing, and bad values, are one line
+    each naming the variable."""
+    with pytest.raises(ConfigError) as refused:
+        load_with(tmp_path, environ=environ)
+    assert refused.value.problems == [expected]
+
+
+def test_admin_tls_needs_both_files_and_a_loadable_pair(tmp_path: Path) -> None:
+    """The console's TLS certificate without its key, or files that are no PEM pair, are reported
+    at load, not at the first connection."""
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not a certificate")
+    with pytest.raises(ConfigError) as refused:
+        load_with(tmp_path, environ={"DERSYNC_ADMIN_TLS_CERT": str(cert)})
+    assert refused.value.problems == ["DERSYNC_ADMIN_TLS_CERT: is set without DERSYNC_ADMIN_TLS_KEY: set both "
+                                      "(the certificate and its key) or neither"]
+    with pytest.raises(ConfigError) as refused:
+        load_with(tmp_path, environ={"DERSYNC_ADMIN_TLS_CERT": str(cert), "DERSYNC_ADMIN_TLS_KEY": str(cert)})
+    assert refused.value.problems[0].startswith("DERSYNC_ADMIN_TLS_CERT: cannot load")
