@@ -223,9 +223,10 @@ class Store:
     async def status(self) -> dict[str, Any]:
         """Counts by sync state, due (not parked) and parked records, open exceptions by level, the
         latest reconciliation's findings by kind, and the last passes."""
-        async with self.transaction() as connection:
-            return {
-                "records": await records.state_counts(connection),
+        async with self._reading() as connection:
+            counts, tally_rows = await records.tally(connection)
+            status = {
+                "records": counts,
                 "due": await records.count_due(connection),
                 "parked": await records.count_parked(connection),
                 "open_exceptions": await validation_exceptions.open_counts(connection),
@@ -234,6 +235,14 @@ class Store:
                 "last_successful_sync": await passes.last_pass(connection, PassKind.SYNC, successful=True),
                 "last_reconcile": await passes.last_pass(connection, PassKind.RECONCILE),
             }
+        await self._compact_tally(tally_rows)
+        return status
+
+    async def _compact_tally(self, rows_read: int) -> None:
+        """Fold the tally's deltas together once a reader found many (after a large import)."""
+        if rows_read > records.TALLY_COMPACT_AT:
+            async with self.transaction() as connection:
+                await records.compact_tally(connection)
 
     @asynccontextmanager
     async def recorded_pass(self, kind: str,
@@ -405,19 +414,23 @@ class Store:
 
     async def console_overview(self, *, passes_shown: int = 8, codes_shown: int = 10) -> dict[str, Any]:
         """The overview page's numbers, in one read."""
+        open_only = ExceptionFilter(status=ExceptionStatus.OPEN)
         async with self._reading() as connection:
-            return {
-                "records": await records.state_counts(connection),
+            counts, tally_rows = await records.tally(connection)
+            groups = await inbox.code_groups(connection, open_only, utcnow())
+            overview = {
+                "records": counts,
                 "due": await records.count_due(connection),
                 "parked": await records.count_parked(connection),
-                "open_exceptions": await validation_exceptions.open_counts(connection),
-                "top_codes": await inbox.code_counts(connection, ExceptionFilter(status=ExceptionStatus.OPEN),
-                                                     utcnow(), codes_shown),
+                "open_exceptions": inbox.by_level(groups),
+                "top_codes": await inbox.with_titles(connection, groups[:codes_shown], open_only, utcnow()),
                 "drift": await drift.latest_counts(connection),
                 "running": await inbox.running_passes(connection),
                 "sync_passes": await inbox.recent_passes(connection, PassKind.SYNC, passes_shown),
                 "reconcile_passes": await inbox.recent_passes(connection, PassKind.RECONCILE, passes_shown),
             }
+        await self._compact_tally(tally_rows)
+        return overview
 
     async def parked_records(self, limit: int = 200) -> list[dict[str, Any]]:
         async with self._reading() as connection:

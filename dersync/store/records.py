@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dersync.store.tables import der_record
+from dersync.store.tables import der_record, der_record_tally
 from dersync.vocabulary import SyncState, values
 
 T = TypeVar("T")
@@ -180,9 +180,37 @@ async def count_parked(connection: AsyncConnection) -> int:
         select(func.count()).where(der_record.c.parked_at.is_not(None)))).scalar_one())
 
 
+#: Tally rows (PostgreSQL's deltas) beyond which a reader folds them together.
+TALLY_COMPACT_AT = 500
+
+
 async def state_counts(connection: AsyncConnection) -> dict[str, int]:
     """Records by sync state, every state present (a state with none reads 0 on a dashboard)."""
-    rows = await connection.execute(select(der_record.c.sync_state, func.count()).group_by(der_record.c.sync_state))
+    return (await tally(connection))[0]
+
+
+async def tally(connection: AsyncConnection) -> tuple[dict[str, int], int]:
+    """Records by sync state from the tally the triggers keep (migration 0006), exact and read
+    in a few rows instead of a million; and how many tally rows were read (see compact_tally)."""
+    rows = await connection.execute(
+        select(der_record_tally.c.sync_state, func.sum(der_record_tally.c.n), func.count())
+        .group_by(der_record_tally.c.sync_state))
     counts = dict.fromkeys(values(SyncState), 0)
-    counts.update({state: int(count) for state, count in rows})
-    return counts
+    read = 0
+    for state, total, deltas in rows:
+        read += int(deltas)
+        if int(total) or state in counts:
+            counts[state] = int(total)
+    return counts, read
+
+
+async def compact_tally(connection: AsyncConnection) -> None:
+    """Fold PostgreSQL's tally deltas into one row per state, in one statement: rows that
+    concurrent transactions add meanwhile are not in its snapshot and stay, so the sums stay
+    exact. (SQLite's triggers keep one row per state already.)"""
+    if connection.dialect.name != "postgresql":
+        return
+    await connection.execute(text(
+        "WITH moved AS (DELETE FROM der_record_tally RETURNING sync_state, n) "
+        "INSERT INTO der_record_tally (sync_state, n) SELECT sync_state, sum(n) FROM moved GROUP BY sync_state "
+        "HAVING sum(n) <> 0"))

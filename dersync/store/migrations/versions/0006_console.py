@@ -1,5 +1,19 @@
-"""The operator console: parked records, console users and sessions, the action log, and the
-indexes the exceptions inbox and the overview read through.
+"""The operator console: parked records, console users and sessions, the action log, and what
+the overview and the exceptions inbox read through at a million records: indexes, and a tally
+of records by sync state kept by triggers.
+
+Parked records: the due index now holds only records a pass takes (due and not parked), so that
+picking and counting due work stays an index read.
+
+The tally (`der_record_tally`): counting a million rows by state took 150-370 ms on 2 cores on
+both databases, for every overview, `dersync status` and Prometheus scrape. Triggers keep the
+counts instead, in the same transaction as the change, so they are exact:
+* SQLite (one writer at a time): row triggers update one row per state in place;
+* PostgreSQL: statement triggers insert one delta row per state changed (no row is updated, so
+  concurrent writers never wait for each other or deadlock on a counter); readers sum them, and
+  `records.compact_tally` folds them together when they pile up.
+The tally starts from a count of the records, taken under the triggers' lock (nothing can
+change in between).
 
 Migration 0001 builds `der_record` and `validation_exception` from the current table definitions
 (`dersync.store.tables`), so on a store created by this release those already hold the new
@@ -36,8 +50,77 @@ _INDEXES = (
 )
 
 
+_SQLITE_TALLY = (
+    """CREATE TRIGGER der_record_tally_insert AFTER INSERT ON der_record BEGIN
+  INSERT INTO der_record_tally (sync_state, n) VALUES (NEW.sync_state, 1)
+  ON CONFLICT (sync_state) DO UPDATE SET n = n + 1;
+END""",
+    """CREATE TRIGGER der_record_tally_delete AFTER DELETE ON der_record BEGIN
+  UPDATE der_record_tally SET n = n - 1 WHERE sync_state = OLD.sync_state;
+END""",
+    """CREATE TRIGGER der_record_tally_update AFTER UPDATE OF sync_state ON der_record
+WHEN OLD.sync_state IS NOT NEW.sync_state BEGIN
+  UPDATE der_record_tally SET n = n - 1 WHERE sync_state = OLD.sync_state;
+  INSERT INTO der_record_tally (sync_state, n) VALUES (NEW.sync_state, 1)
+  ON CONFLICT (sync_state) DO UPDATE SET n = n + 1;
+END""",
+)
+
+_POSTGRES_TALLY = (
+    """CREATE FUNCTION der_record_tally_inserted() RETURNS trigger AS $$
+BEGIN
+  INSERT INTO der_record_tally (sync_state, n) SELECT sync_state, count(*) FROM new_rows GROUP BY sync_state;
+  RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE FUNCTION der_record_tally_deleted() RETURNS trigger AS $$
+BEGIN
+  INSERT INTO der_record_tally (sync_state, n) SELECT sync_state, -count(*) FROM old_rows GROUP BY sync_state;
+  RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE FUNCTION der_record_tally_updated() RETURNS trigger AS $$
+BEGIN
+  INSERT INTO der_record_tally (sync_state, n)
+  SELECT sync_state, sum(n) FROM (
+    SELECT sync_state, -count(*) AS n FROM old_rows GROUP BY sync_state
+    UNION ALL
+    SELECT sync_state, count(*) AS n FROM new_rows GROUP BY sync_state
+  ) AS changed GROUP BY sync_state HAVING sum(n) <> 0;
+  RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE FUNCTION der_record_tally_truncated() RETURNS trigger AS $$
+BEGIN
+  DELETE FROM der_record_tally;
+  RETURN NULL;
+END
+$$ LANGUAGE plpgsql""",
+    """CREATE TRIGGER der_record_tally_insert AFTER INSERT ON der_record REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION der_record_tally_inserted()""",
+    """CREATE TRIGGER der_record_tally_delete AFTER DELETE ON der_record REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION der_record_tally_deleted()""",
+    """CREATE TRIGGER der_record_tally_update AFTER UPDATE ON der_record
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION der_record_tally_updated()""",
+    """CREATE TRIGGER der_record_tally_truncate AFTER TRUNCATE ON der_record
+FOR EACH STATEMENT EXECUTE FUNCTION der_record_tally_truncated()""",
+)
+_POSTGRES_FUNCTIONS = ("der_record_tally_inserted", "der_record_tally_deleted", "der_record_tally_updated",
+                       "der_record_tally_truncated")
+_TRIGGERS = ("der_record_tally_insert", "der_record_tally_delete", "der_record_tally_update",
+             "der_record_tally_truncate")
+
+
+def _due_index(where: str) -> None:
+    op.execute("DROP INDEX IF EXISTS ix_der_record_due")
+    op.execute(f"CREATE INDEX ix_der_record_due ON der_record (nmi) WHERE {where}")
+
+
 def upgrade() -> None:
-    inspector = sa.inspect(op.get_bind())
+    bind = op.get_bind()
+    sqlite = bind.dialect.name == "sqlite"
+    inspector = sa.inspect(bind)
     present = {column["name"] for column in inspector.get_columns("der_record")}
     for name, type_, comment in _PARK_COLUMNS:
         if name not in present:
@@ -48,6 +131,22 @@ def upgrade() -> None:
                 op.create_index(name, table, columns)
             else:
                 op.create_index(name, table, columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+    _due_index("due = 1 AND parked_at IS NULL" if sqlite else "due AND parked_at IS NULL")
+
+    op.create_table(
+        "der_record_tally",
+        sa.Column("id", _Id, primary_key=True, autoincrement=True),
+        sa.Column("sync_state", sa.String(16), nullable=False),
+        sa.Column("n", sa.BigInteger(), nullable=False,
+                  comment="records in this state (a delta on PostgreSQL: summed)"),
+    )
+    if sqlite:
+        op.create_index("ux_der_record_tally_state", "der_record_tally", ["sync_state"], unique=True)
+    for statement in _SQLITE_TALLY if sqlite else _POSTGRES_TALLY:
+        op.execute(statement)
+    # After the triggers exist (their lock holds writers off until this transaction commits).
+    op.execute("INSERT INTO der_record_tally (sync_state, n) SELECT sync_state, count(*) FROM der_record "
+               "GROUP BY sync_state")
 
     op.create_table(
         "console_user",
@@ -92,6 +191,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for trigger in _TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS {trigger}" + ("" if sqlite else " ON der_record"))
+    if not sqlite:
+        for function in _POSTGRES_FUNCTIONS:
+            op.execute(f"DROP FUNCTION IF EXISTS {function}()")
+    op.execute("DROP INDEX IF EXISTS ux_der_record_tally_state")
+    op.drop_table("der_record_tally")
+    _due_index("due = 1" if sqlite else "due")
     op.drop_index("ix_console_action_nmi_nmi", table_name="console_action_nmi")
     op.drop_table("console_action_nmi")
     op.drop_index("ix_console_action_at", table_name="console_action")
