@@ -173,7 +173,8 @@ def write_results(results: list[Result], command: str) -> Path:
 
 
 def main() -> None:
-    import benchmarks.cases  # noqa: F401 - registers the benchmarks
+    import benchmarks.cases
+    import benchmarks.console  # noqa: F401 - registers the console benchmark
 
     # Run as a script this module is __main__; the registry that cases.py filled is the one
     # in the imported `benchmarks.run`.
@@ -189,6 +190,10 @@ def main() -> None:
     parser.add_argument("--pacing-seconds", type=float, default=90.0)
     parser.add_argument("--records", type=int, default=100_000, help="records for idle/import")
     parser.add_argument("--memory-sizes", default="10000,50000,100000")
+    parser.add_argument("--console-records", type=int, default=1_000_000, help="records for console")
+    parser.add_argument("--console-exceptions", type=int, default=100_000, help="exceptions for console")
+    parser.add_argument("--postgres-url", default=None,
+                        help="PostgreSQL server for console (default: $DERSYNC_TEST_POSTGRES_URL; SQLite only without)")
     args = parser.parse_args()
     names = args.names or list(BENCHMARKS)
     results = []

@@ -48,6 +48,8 @@ class Metrics:
         self.registry.register(_TransportCollector(self))
         self.records = Gauge("dersync_records", "Records in the store by sync state", ["state"], registry=self.registry)
         self.due = Gauge("dersync_records_due", "Records due for the next pass", registry=self.registry)
+        self.parked = Gauge("dersync_records_parked", "Records parked by a person: sync passes skip them",
+                            registry=self.registry)
         self.open_exceptions = Gauge("dersync_open_exceptions", "Open validation exceptions by level", ["level"],
                                      registry=self.registry)
         self.drift = Gauge("dersync_drift_findings", "Findings of the latest reconciliation by kind", ["kind"],
@@ -69,6 +71,7 @@ class Metrics:
         for state, count in status["records"].items():
             self.records.labels(state=state).set(count)
         self.due.set(status["due"])
+        self.parked.set(status.get("parked", 0))
         for level, count in status["open_exceptions"].items():
             self.open_exceptions.labels(level=level).set(count)
         for kind, count in (status.get("drift") or {}).items():

@@ -68,3 +68,13 @@ async def test_metrics_report_the_latest_reconciliation_drift_by_kind(
     _status, metrics = await http_get(admin + "/metrics")
     assert drift_gauges(metrics) == dict.fromkeys(KINDS, 0.0)
 
+
+
+async def test_metrics_count_parked_records_apart_from_due_ones(store: Store, admin: str) -> None:
+    """`dersync_records_parked` counts the records a person parked; they are not in
+    `dersync_records_due`, since no pass takes them."""
+    await load(store, [record(nmi_for(i)) for i in range(3)])
+    await store.park(nmi_for(1), actor="olivia", reason="data fix")
+    _status, metrics = await http_get(admin + "/metrics")
+    assert "dersync_records_parked 1.0" in metrics.splitlines()
+    assert "dersync_records_due 2.0" in metrics.splitlines()

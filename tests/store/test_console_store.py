@@ -181,7 +181,8 @@ async def test_the_tally_of_records_by_state_stays_exact_through_every_kind_of_w
     await check()
     async with store.engine.begin() as connection:  # an operator's ETL writing the table itself
         await connection.execute(der_record.insert(), [{"nmi": nmi_for(i), "nmi_details": "{}"} for i in range(30, 40)])
-        await connection.execute(update(der_record).where(der_record.c.nmi == nmi_for(31)).values(nmi_details='{"a":1}'))
+        await connection.execute(update(der_record).where(der_record.c.nmi == nmi_for(31))
+                                 .values(nmi_details='{"a":1}'))
         await connection.execute(delete(der_record).where(der_record.c.nmi.in_([nmi_for(32), nmi_for(33)])))
     await check()
     await sync_once(settings, store)
