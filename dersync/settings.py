@@ -60,7 +60,6 @@ NON_SETTING_VARIABLES = frozenset({
     "DERSYNC_TEST_POSTGRES_URL",  # tests: the PostgreSQL server of the store tests (tests/conftest.py)
     "DERSYNC_CI_PG_PORT",  # CI: the port of the PostgreSQL server it starts (.ci/postgres.sh)
     "DERSYNC_CONSOLE_SCREENSHOT",  # tests: where the browser test saves the README's screenshot
-    "DERSYNC_BENCH_ROWS",  # benchmarks: records in the console benchmark's store (benchmarks/console.py)
 })
 
 #: A console password (DERSYNC_ADMIN_PASSWORD, `dersync admin add-user`) has at least this many characters.

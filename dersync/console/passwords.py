@@ -4,6 +4,7 @@ off the event loop (a check costs tens of milliseconds of CPU, which would stall
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import unicodedata
 
@@ -14,9 +15,6 @@ from dersync.settings import MIN_PASSWORD_LENGTH
 
 #: RFC 9106's second recommended option (argon2id, 64 MiB, 3 passes): argon2-cffi's defaults.
 _HASHER = PasswordHasher()
-#: Checked against when the user does not exist, so that an unknown name costs as long as a
-#: wrong password (the answer's timing does not tell which names exist).
-_DUMMY_HASH = _HASHER.hash("dersync: no such user, but the same work")
 #: Names a user can be given in the store (and typed in a Basic credential: no colon, no blank).
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 #: Longest password accepted (argon2 takes any length; this bounds the work one request can ask).
@@ -54,9 +52,17 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
     return await asyncio.to_thread(_verify, password_hash, password)
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the user does not exist, so that an unknown name costs as long as a
+    wrong password (the answer's timing does not tell which names exist). Made on first need,
+    not at import: it costs a hash's time and memory."""
+    return _HASHER.hash("dersync: no such user, but the same work")
+
+
 def _verify(password_hash: str | None, password: str) -> bool:
     try:
-        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _HASHER.verify(password_hash or _dummy_hash(), password) and password_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 

@@ -36,6 +36,9 @@ from dersync.sync import SyncEngine
 
 log = structlog.get_logger("dersync.daemon")
 
+#: How far before a pass's start re-drives are looked at again after it (clocks of other hosts).
+REDRIVE_MARGIN = timedelta(minutes=5)
+
 
 class Service:
     def __init__(self, settings: Settings) -> None:
@@ -55,6 +58,8 @@ class Service:
         self.retry_policy = RetryPolicy.from_settings(settings).with_retries(None)
         self.scheduler: AsyncIOScheduler | None = None
         self._sync_failures = 0
+        #: A pass was asked for (a re-drive) while one ran: run another as soon as it ends.
+        self._pass_again = False
         self._jobs: set[asyncio.Task[Any]] = set()
         self._started = time.monotonic()
         #: The jobs running now, as the console's overview shows them live.
@@ -128,7 +133,12 @@ class Service:
         if (self.scheduler is None or self.stopping.is_set() or self.leadership is None
                 or not self.leadership.may_send()):
             return False
-        self.scheduler.modify_job("sync", next_run_time=datetime.now(UTC))
+        if any(task.get_name() == "sync" for task in self._jobs):
+            # The pass under way may already be past these records (it reads in NMI order):
+            # another one follows it, rather than the scheduler's next interval.
+            self._pass_again = True
+        else:
+            self.scheduler.modify_job("sync", next_run_time=datetime.now(UTC))
         return True
 
     def _check_configuration(self) -> None:
@@ -201,10 +211,14 @@ class Service:
                 return
             task = asyncio.current_task()
             assert task is not None
+            task.set_name(name)
             self._jobs.add(task)
             started = time.monotonic()
             try:
                 await body()
+                while name == "sync" and self._pass_again and not self.stopping.is_set() and self._may_send():
+                    self._pass_again = False  # asked for during that pass (a re-drive): one more now
+                    await body()
                 self.metrics.job_succeeded(name, time.time(), time.monotonic() - started)
                 if name == "sync":
                     self._sync_failures = 0
@@ -222,6 +236,9 @@ class Service:
 
         job.__name__ = name
         return job
+
+    def _may_send(self) -> bool:
+        return self.leadership is None or self.leadership.may_send()
 
     def _sync_again_soon(self) -> None:
         """A pass that failed (the store or AEMO briefly away) is tried again as the retry policy
@@ -256,11 +273,16 @@ class Service:
             self.halt_pass.set()
         engine = SyncEngine(self.settings, self.store, self.client, stop=self.halt_pass, leadership=self.leadership,
                             progress=self.live.progress)
+        started = datetime.now(UTC)
         self.live.started("sync")
         try:
             summary = await engine.run_pass()
         finally:
             self.live.finished("sync")
+        # Re-drives that met a record in flight (console, API or CLI, from any host: hence the
+        # margin) are applied again, and another pass sends those records.
+        if await self.store.redrive_again(since=started - REDRIVE_MARGIN) and not self.stopping.is_set():
+            self._pass_again = True
         self.totals["passes"] += 1
         for key in ("created", "updated", "rejected_local", "rejected_schema", "rejected_first", "requests"):
             self.totals[key] += getattr(summary, key)

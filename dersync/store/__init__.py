@@ -344,6 +344,12 @@ class Store:
             return await actions.redrive(connection, selection, actor=actor, reason=reason, now=utcnow(),
                                          expect=expect)
 
+    async def redrive_again(self, since: datetime) -> int:
+        """After a pass: re-drive again the records re-driven since `since` that it left due (see
+        `actions.redrive_again`); how many."""
+        async with self.transaction() as connection:
+            return await actions.redrive_again(connection, since)
+
     async def redrive_preview(self, selection: Selection) -> Resolved:
         """What `redrive` would act on now; changes nothing."""
         async with self._reading() as connection:

@@ -128,6 +128,28 @@ async def redrive(connection: AsyncConnection, selection: Selection, *, actor: s
     return action_id, resolved
 
 
+async def redrive_again(connection: AsyncConnection, since: datetime) -> int:
+    """Re-drive once more the records re-driven since `since` that a pass answered but left due.
+
+    A pass that had a record in flight when it was re-driven records its answer afterwards: the
+    store keeps the record due (the revision moved on) but also notes the content as sent, so
+    the next pass would find it unchanged and send nothing. Such records are exactly the
+    re-driven ones left due with an answer recorded (synced or rejected); forgetting what was
+    sent again makes the next pass send them. Records the pass sent after their re-drive are no
+    longer due, and are not sent twice; parked ones and ones left to retry are left as they are
+    (so an AEMO that is away never makes passes follow each other without end).
+    """
+    rows = await connection.execute(
+        select(console_action_nmi.c.nmi).distinct()
+        .join(console_action, console_action.c.id == console_action_nmi.c.action_id)
+        .where(console_action.c.kind == ActionKind.REDRIVE, console_action.c.at >= since))
+    nmis = [nmi for (nmi,) in rows]
+    again = 0
+    for start in range(0, len(nmis), _CHUNK):
+        again += await records.redrive(connection, nmis[start : start + _CHUNK], only_left_due=True)
+    return again
+
+
 async def park(connection: AsyncConnection, nmi: str, *, actor: str, reason: str, now: datetime) -> bool:
     """Park the record (a parked one gets the new reason); True when it was not parked before.
     Raises `NotInStore` when the store does not hold it."""

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from dersync.store.tables import der_record, der_record_tally
 from dersync.vocabulary import SyncState, values
@@ -144,16 +145,24 @@ async def mark_due(connection: AsyncConnection, nmis: Sequence[str], *, forget_s
     return result.rowcount or 0
 
 
-async def redrive(connection: AsyncConnection, nmis: Sequence[str]) -> int:
+async def redrive(connection: AsyncConnection, nmis: Sequence[str], *, only_left_due: bool = False) -> int:
     """Make records due as if their content were new (a person's re-drive): the hashes of what
     AEMO accepted or rejected are forgotten, so the next pass sends them even though nothing
     changed, and `revision` moves on, so that a pass holding the old revision leaves them due.
     What the store knows of them at AEMO (held or not, equipment ids) is kept: the pass updates
-    what AEMO holds, with AEMO's ids, and never creates equipment twice."""
+    what AEMO holds, with AEMO's ids, and never creates equipment twice. `only_left_due`: see
+    `actions.redrive_again`."""
     if not nmis:
         return 0
+    chosen: ColumnElement[bool] = der_record.c.nmi.in_(nmis)
+    if only_left_due:
+        # A pass recorded an answer for them (synced or rejected) yet left them due: the answer
+        # was for the revision before the re-drive. Not parked ones (no pass takes them), not
+        # ones left to retry (the next pass sends them anyway).
+        chosen = and_(chosen, der_record.c.due, der_record.c.parked_at.is_(None),
+                      der_record.c.sync_state.in_([SyncState.SYNCED, SyncState.REJECTED]))
     result = await connection.execute(
-        update(der_record).where(der_record.c.nmi.in_(nmis)).values(
+        update(der_record).where(chosen).values(
             due=True, nmi_synced_hash=None, inst_synced_hash=None, nmi_rejected_hash=None, inst_rejected_hash=None,
             sync_state=SyncState.PENDING, revision=der_record.c.revision + 1)
     )

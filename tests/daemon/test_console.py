@@ -25,12 +25,20 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def sim_config() -> SimulatorConfig:
-    return SimulatorConfig(participant_id=PARTICIPANT, seed=5)
+def sim_config(request: pytest.FixtureRequest) -> SimulatorConfig:
+    """A slow AEMO for tests that need a pass to be under way for a while (`indirect`)."""
+    return SimulatorConfig(participant_id=PARTICIPANT, seed=5, latency_seconds=getattr(request, "param", 0.0))
 
 
 @pytest.fixture
-async def daemon(database_url: str, simulator: Simulator, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+def daemon_settings() -> dict[str, str]:
+    """DERSYNC_* variables a test adds to its daemon's."""
+    return {}
+
+
+@pytest.fixture
+async def daemon(database_url: str, simulator: Simulator, tmp_path: Path,
+                 daemon_settings: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
     """`dersync run` with a long sync interval (only its first pass and a re-drive's make it
     send) and the admin password in its setting (tests/test_settings.py reads it from a secret
     file)."""
@@ -39,7 +47,7 @@ async def daemon(database_url: str, simulator: Simulator, tmp_path: Path) -> Asy
            **as_environment(simulator.client_settings()), "DERSYNC_PARTICIPANT_ID": PARTICIPANT,
            "DERSYNC_DATABASE_URL": database_url, "DERSYNC_SYNC_INTERVAL_SECONDS": "3600",
            "DERSYNC_ADMIN_BIND": f"127.0.0.1:{port}", "DERSYNC_LOG_FORMAT": "json",
-           "DERSYNC_ADMIN_PASSWORD": ADMIN_PASSWORD}
+           "DERSYNC_ADMIN_PASSWORD": ADMIN_PASSWORD, **daemon_settings}
     log_path = tmp_path / "daemon.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(sys.executable, "-m", "dersync", "run", env=env, cwd=tmp_path,
@@ -98,6 +106,27 @@ async def test_the_daemon_serves_the_console_and_sends_a_redrive_at_once(
     assert await asyncio.wait_for(daemon["process"].wait(), 60) == 0
     log = daemon["log"].read_text()
     assert '"event": "console.admin_user"' in log and ADMIN_PASSWORD not in log
+
+
+@pytest.mark.parametrize("sim_config", [0.05], indirect=True)
+@pytest.mark.parametrize("daemon_settings", [{"DERSYNC_CONCURRENCY": "1", "DERSYNC_STORE_BATCH_SIZE": "10"}])
+async def test_a_redrive_during_a_pass_is_sent_by_the_pass_that_follows_it(
+    daemon: dict[str, Any], store: Store, simulator: Simulator
+) -> None:
+    """A record re-driven while a pass runs, after that pass has already sent it, is sent again by
+    another pass right after (not at the next scheduled interval, an hour later)."""
+    await load(store, [record(nmi_for(i)) for i in range(40)])
+    first = nmi_for(0)
+    await wait_for(lambda: first in simulator.state.installations, "the first record at AEMO")
+    assert len(simulator.state.installations) < 40  # the pass is still going
+    status, answer = await call(daemon["admin"] + "/api/v1/redrive", "POST", {"nmis": [first]})
+    assert status == 200 and answer["passRequested"] is True
+
+    def puts() -> int:
+        return sum(1 for r in simulator.state.request_log if r.method == "PUT" and r.path.endswith(first))
+
+    await wait_for(lambda: puts() == 2, "the re-driven record sent again", deadline=90)
+    assert len(simulator.state.installations) == 40
 
 
 async def _ok(url: str) -> bool:

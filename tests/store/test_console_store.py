@@ -199,3 +199,30 @@ async def test_the_tally_of_records_by_state_stays_exact_through_every_kind_of_w
             assert (await connection.execute(text("SELECT count(*) FROM der_record_tally"))).scalar_one() == 1
             await connection.execute(text("TRUNCATE der_record"))
         await check()
+
+
+async def test_a_redrive_that_met_a_record_in_flight_is_applied_again_after_the_pass(
+    settings: Settings, store: Store, simulator: Simulator
+) -> None:
+    """A pass that answers for a record re-driven meanwhile leaves it due but notes its content as
+    sent; `redrive_again` forgets that once more, for such records only: not for ones the pass
+    sent after their re-drive, parked ones, or ones left to retry; and only once."""
+    from datetime import UTC, datetime, timedelta
+
+    await load(store, [record(nmi_for(i)) for i in range(4)])
+    await sync_once(settings, store)
+    before = {r.nmi: r for r in await store.load_records([nmi_for(i) for i in range(4)])}
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    await store.redrive(Selection(nmis=tuple(nmi_for(i) for i in range(4))), actor="olivia")
+    answered = [RecordOutcome(nmi, before[nmi].revision, (PartOutcome(Part.INSTALLATION, Result.SYNCED, "h"),))
+                for nmi in (nmi_for(0), nmi_for(2))]  # in flight: answers for the revision before
+    answered.append(RecordOutcome(nmi_for(3), before[nmi_for(3)].revision,
+                                  (PartOutcome(Part.INSTALLATION, Result.RETRY),)))
+    await store.record_outcomes(answered)
+    await store.park(nmi_for(2), actor="olivia", reason="fix")
+    assert await store.redrive_again(since) == 1  # 8001000000 only
+    [again] = await store.load_records([nmi_for(0)])
+    assert again.due and again.inst_synced_hash is None and again.sync_state == "pending"
+    assert await store.redrive_again(since) == 0
+    await sync_once(settings, store)
+    assert await store.redrive_again(since) == 0 and await store.count_due() == 0
