@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     failover_seconds: float = Field(default=30.0, ge=1)
 
+    # --- the submission ledger
+    ledger_retention_days: int = Field(default=2555, ge=1)
+    ledger_body_retention_days: int = Field(default=400, ge=0)
+
     enumerations: Enumerations = Enumerations()
 
     @field_validator("database_url")
@@ -266,7 +270,7 @@ class Settings(BaseSettings):
     def _settings_that_go_together(self) -> Settings:
         """Checks of several settings at once. Pydantic runs this only when every field is valid,
         so a missing file is reported once, by its field, and not again here."""
-        problems = self._tls_client_problems() + self._database_password_problems()
+        problems = self._tls_client_problems() + self._database_password_problems() + self._ledger_problems()
         if problems:
             summary = "; ".join(f"{name}: {problem}" for name, problem in problems)
             raise PydanticCustomError(_TOGETHER, "{summary}", {"summary": summary, "problems": problems})
@@ -277,6 +281,14 @@ class Settings(BaseSettings):
             url = make_url(self.database_url).set(password=self.database_password.get_secret_value())
             self.database_url = url.render_as_string(hide_password=False)
         return self
+
+    def _ledger_problems(self) -> list[tuple[str, str]]:
+        """Bodies go before their rows: a longer body retention would keep nothing more."""
+        if self.ledger_body_retention_days > self.ledger_retention_days:
+            return [("ledger_body_retention_days", f"{self.ledger_body_retention_days} is longer than "
+                                                   f"{ENV_PREFIX}LEDGER_RETENTION_DAYS ({self.ledger_retention_days}): "
+                                                   "a body is pruned with its row at the latest")]
+        return []
 
     def _database_password_problems(self) -> list[tuple[str, str]]:
         """A password file that would be ignored, or that disagrees with a password in the URL,

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ def run_async(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[
             if ctx.debug:
                 raise
             sys.exit(EXIT_FAILED)
+        except click.ClickException:
+            raise  # a usage error found while running: click prints it and exits 2
         except KeyboardInterrupt:
             click.echo("dersync: interrupted", err=True)
             sys.exit(130)
@@ -157,6 +160,49 @@ async def exceptions_list(ctx: Context, open_only: bool, nmi: str | None, level:
     from dersync.cli.commands import do_exceptions
 
     return await do_exceptions(ctx.settings(), open_only=open_only, nmi=nmi, level=level, fmt=fmt)
+
+
+@cli.command("history")
+@click.argument("nmi")
+@click.option("--aemo", is_flag=True, help="Add AEMO's own versions (GET /installation/{nmi}/history, one request).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def history_command(ctx: Context, nmi: str, aemo: bool, fmt: str) -> int:
+    """One NMI's timeline from the submission ledger, newest first: what was sent, when, AEMO's answer."""
+    from dersync.cli.ledger import do_history
+
+    return await do_history(ctx.settings(), nmi, fmt=fmt, aemo=aemo)
+
+
+@cli.group("ledger")
+def ledger_group() -> None:
+    """The submission ledger: every request sent to AEMO, answered or not."""
+
+
+@ledger_group.command("show")
+@click.argument("entry_id", metavar="ID", type=click.IntRange(min=1))
+@run_async
+async def ledger_show(ctx: Context, entry_id: int) -> int:
+    """Print the body a ledger entry sent (JSON), as AEMO received it."""
+    from dersync.cli.ledger import do_ledger_show
+
+    return await do_ledger_show(ctx.settings(), entry_id)
+
+
+@ledger_group.command("export")
+@click.option("--from", "start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="First day (YYYY-MM-DD, in DERSYNC_TIMEZONE).")
+@click.option("--to", "end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Last day, included (YYYY-MM-DD, in DERSYNC_TIMEZONE).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@run_async
+async def ledger_export(ctx: Context, start: datetime, end: datetime, fmt: str) -> int:
+    """Stream every request sent in a period, for an auditor (flat memory, any size)."""
+    from dersync.cli.ledger import do_ledger_export
+
+    if end < start:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    return await do_ledger_export(ctx.settings(), start.date(), end.date(), fmt)
 
 
 @cli.command("status")

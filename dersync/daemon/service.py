@@ -30,10 +30,15 @@ from dersync.errors import AuthError, ConfigError, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy, Stopped
 from dersync.settings import Settings
-from dersync.store import Store
+from dersync.store import Store, utcnow
 from dersync.sync import SyncEngine
 
 log = structlog.get_logger("dersync.daemon")
+
+#: How often the ledger job runs, and how much it prunes per run (batches of rows).
+LEDGER_JOB_SECONDS = 600
+LEDGER_PRUNE_BATCH = 1000
+LEDGER_PRUNE_BATCHES_PER_RUN = 20
 
 
 class Service:
@@ -145,6 +150,8 @@ class Service:
         scheduler.add_job(self._as_job("reconcile", self.reconcile_job),
                           CronTrigger.from_crontab(self.settings.reconcile_cron, timezone=zone), id="reconcile",
                           misfire_grace_time=3600, **common)
+        scheduler.add_job(self._as_job("ledger", self.ledger_job), IntervalTrigger(seconds=LEDGER_JOB_SECONDS),
+                          id="ledger", misfire_grace_time=LEDGER_JOB_SECONDS, **common)
         # Every replica, leader or standby, keeps a valid token (a cached one costs no request),
         # so that readiness is true and a standby can take over without waiting for one.
         scheduler.add_job(self.token_job,
@@ -231,6 +238,27 @@ class Service:
         self.totals["passes"] += 1
         for key in ("created", "updated", "rejected_local", "rejected_schema", "rejected_first", "requests"):
             self.totals[key] += getattr(summary, key)
+
+    async def ledger_job(self) -> None:
+        """Store requests sent outside any pass, and prune the ledger past its retention, a few
+        small batches per run (a backlog is worked off over several runs, never holding the
+        store for long or delaying a pass)."""
+        assert self.store is not None and self.client is not None
+        await self.store.append_ledger(self.client.take_sent(None))
+        now = utcnow()
+        rows_before = now - timedelta(days=self.settings.ledger_retention_days)
+        bodies_before = now - timedelta(days=self.settings.ledger_body_retention_days)
+        rows = bodies = 0
+        for _ in range(LEDGER_PRUNE_BATCHES_PER_RUN):
+            deleted, dropped = await self.store.prune_ledger(rows_before=rows_before, bodies_before=bodies_before,
+                                                             batch_size=LEDGER_PRUNE_BATCH)
+            rows, bodies = rows + deleted, bodies + dropped
+            if not deleted and not dropped:
+                break
+            await asyncio.sleep(0)  # other work (a pass) gets the store between batches
+        if rows or bodies:
+            log.info("ledger.pruned", rows=rows, bodies=bodies, rows_before=rows_before.isoformat(),
+                     bodies_before=bodies_before.isoformat())
 
     async def reconcile_job(self) -> None:
         from dersync.reconcile.reconciler import reconcile

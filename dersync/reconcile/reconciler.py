@@ -48,6 +48,7 @@ import structlog
 
 from dersync.aemo.client import AemoClient
 from dersync.aemo.installation_api import RepeatedPage
+from dersync.aemo.sent import CURRENT_PASS
 from dersync.errors import LeaseLost, RetriableError
 from dersync.models import check_record
 from dersync.reconcile.compare import (
@@ -134,6 +135,7 @@ class Reconciler:
             report.pass_id = opened.id
             log.info("reconcile.pass.started", pass_id=opened.id, repair=self.repair, sweep=self.sweep,
                      nmi_details=self.deep_nmi)
+            belongs = CURRENT_PASS.set(opened.id)  # the pass's requests, in the ledger
             try:
                 await self._compare_all()
                 for filters in self.sweep:
@@ -144,6 +146,9 @@ class Reconciler:
                 # Another process holds the sender lease now: nothing more is read from AEMO.
                 log.warning("reconcile.pass.lease_lost", pass_id=opened.id, error=str(exc))
                 self.stop.set()
+            finally:
+                CURRENT_PASS.reset(belongs)
+                await self._store_sent()
             if self.stop.is_set():
                 opened.status = PassStatus.INTERRUPTED
             elif report.unread:
@@ -303,7 +308,12 @@ class Reconciler:
 
     # --- recording and repair ---------------------------------------------------------------------
 
+    async def _store_sent(self) -> None:
+        """The pass's requests so far, into the ledger (after each round and at the end)."""
+        await self.store.append_ledger(self.client.take_sent(self.report.pass_id))
+
     async def _record(self, findings: Sequence[DriftFinding]) -> None:
+        await self._store_sent()
         if not findings:
             return
         assert self.report.pass_id is not None

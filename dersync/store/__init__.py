@@ -129,19 +129,24 @@ class Store:
                 await lease.check_fence(connection, fence)
             await records.mark_attempts(connection, nmis, utcnow())
 
-    async def record_outcomes(self, outcomes: Sequence[RecordOutcome], *, fence: Fence | None = None) -> None:
-        """Record outcomes in one transaction: all of them or, if the store fails, none.
+    async def record_outcomes(self, outcomes: Sequence[RecordOutcome], *, fence: Fence | None = None,
+                              sent: Sequence[ledger.SentRequest] = ()) -> None:
+        """Record outcomes, and the requests that led to them (`sent`, for the ledger), in one
+        transaction: all of them or, if the store fails, none.
 
         Under a `fence` that is no longer current (another process took over the sender lease)
         nothing is written and `LeaseLost` is raised: the records stay due with their attempt
-        noted, and the new holder reads AEMO before writing them again.
+        noted, and the new holder reads AEMO before writing them again (the caller then stores
+        `sent` on its own: what was sent is a fact, whoever leads now).
         """
-        if not outcomes:
+        if not outcomes and not sent:
             return
         async with self.transaction() as connection:
-            if fence is not None:
+            if fence is not None and outcomes:
                 await lease.check_fence(connection, fence)
-            await record_outcomes(connection, outcomes, utcnow())
+            await ledger.append(connection, sent)
+            if outcomes:
+                await record_outcomes(connection, outcomes, utcnow())
 
     # --- the submission ledger -----------------------------------------------------------------
     async def append_ledger(self, requests: Sequence[ledger.SentRequest]) -> None:

@@ -22,7 +22,8 @@ from typing import Any
 import structlog
 
 from dersync.aemo.client import AemoClient
-from dersync.errors import LeaseLost, PayloadTooLarge, RetriableError
+from dersync.aemo.sent import CURRENT_PASS
+from dersync.errors import LeaseLost, PayloadTooLarge, RetriableError, StoreUnavailable
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy
 from dersync.settings import Settings
@@ -74,6 +75,7 @@ class SyncEngine:
         #: The generation this pass sends under, fixed at its start: a pass never writes under
         #: a later generation of the same process (another process may have led in between).
         self._fence: Fence | None = None
+        self._pass_id: int | None = None
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._unrecorded: list[RecordOutcome] = []
         self._recording = asyncio.Lock()
@@ -89,17 +91,33 @@ class SyncEngine:
             return summary.as_dict()
 
         async with self.store.recorded_pass(PassKind.SYNC, finished) as opened:
-            summary.due = await self.store.count_due()
-            log.info("sync.pass.started", pass_id=opened.id, due=summary.due)
-            if self.leadership is not None:
-                self._fence = self.leadership.fence
-            async for batch in self.store.due_batches(self.settings.store_batch_size):
-                if not self._may_go_on():
-                    break
-                await self._process(batch, summary)
-            await self._retry_rounds(summary)
-            opened.status = PassStatus.INTERRUPTED if self.stop.is_set() else PassStatus.OK
+            # Requests this pass sends (in its tasks too) are the pass's in the ledger.
+            self._pass_id = opened.id
+            belongs = CURRENT_PASS.set(opened.id)
+            try:
+                summary.due = await self.store.count_due()
+                log.info("sync.pass.started", pass_id=opened.id, due=summary.due)
+                if self.leadership is not None:
+                    self._fence = self.leadership.fence
+                async for batch in self.store.due_batches(self.settings.store_batch_size):
+                    if not self._may_go_on():
+                        break
+                    await self._process(batch, summary)
+                await self._retry_rounds(summary)
+                opened.status = PassStatus.INTERRUPTED if self.stop.is_set() else PassStatus.OK
+            finally:
+                CURRENT_PASS.reset(belongs)
+                await self._store_the_rest_of_the_ledger()
         return summary
+
+    async def _store_the_rest_of_the_ledger(self) -> None:
+        """Requests with no outcome to ride with (a last lookup, a pass cut short) go on their own."""
+        sent = self.client.take_sent(self._pass_id)
+        try:
+            await self.store.append_ledger(sent)
+        except StoreUnavailable as exc:
+            self.client.put_back_sent(sent)
+            log.warning("sync.ledger.deferred", requests=len(sent), error=str(exc))
 
     def _may_go_on(self) -> bool:
         """Before each batch: not stopped, and still holding the lease the pass started under."""
@@ -317,14 +335,22 @@ class SyncEngine:
         """Record what is waiting in one transaction, then count and log it as recorded."""
         async with self._recording:
             waiting, self._unrecorded = self._unrecorded, []
+            # Every request whose outcome is recorded here was sent before it: taking all of
+            # the pass's requests now puts each in the same transaction as its outcome, or earlier.
+            sent = self.client.take_sent(self._pass_id)
             try:
-                await self.store.record_outcomes(waiting, fence=self._fence)
+                await self.store.record_outcomes(waiting, fence=self._fence, sent=sent)
             except LeaseLost as exc:
                 # Another process leads now and owns these records: they stay due with their
-                # attempt noted, and it reads AEMO before writing them again.
+                # attempt noted, and it reads AEMO before writing them again. What was sent is
+                # a fact whoever leads: the ledger keeps it.
                 log.warning("sync.outcomes.refused", records=len(waiting), reason=str(exc))
                 self.stop.set()
+                await self.store.append_ledger(sent)
                 return
+            except BaseException:
+                self.client.put_back_sent(sent)
+                raise
         for outcome in waiting:
             self._recorded(outcome, summary)
 
@@ -336,7 +362,7 @@ class SyncEngine:
             summary.retry.discard(outcome.nmi)
         if any(p.result not in (Result.ABSENT, Result.UNCHANGED) for p in outcome.parts):
             log.info("sync.record", nmi=outcome.nmi, state=outcome.state,
-                     parts={p.part: p.result for p in outcome.parts if p.result != Result.ABSENT},
+                     parts={str(p.part): str(p.result) for p in outcome.parts if p.result != Result.ABSENT},
                      transactionId=outcome.transaction_id)
         if self.progress is not None:
             self.progress(summary.records_done, summary.due)
