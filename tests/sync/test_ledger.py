@@ -18,7 +18,6 @@ from dersync.settings import Enumerations, Settings
 from dersync.store import Store
 from dersync.sync import SyncEngine
 from dersync.testing import connection, installation, load, nmi_for, record
-
 from tests.conftest import PARTICIPANT
 
 RECORDS = 40
