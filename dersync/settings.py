@@ -41,6 +41,7 @@ from pydantic_settings import (
 )
 
 from dersync.errors import ConfigError
+from dersync.vocabulary import RemovedEquipment
 
 ENV_PREFIX = "DERSYNC_"
 DEFAULT_CONFIG_FILE = Path("config/dersync.toml")
@@ -168,6 +169,10 @@ class Settings(BaseSettings):
     admin_bind: str = "127.0.0.1:8080"
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     failover_seconds: float = Field(default=30.0, ge=1)
+
+    # --- the DER lifecycle: equipment the store no longer lists
+    removed_equipment: RemovedEquipment = RemovedEquipment.REPORT
+    decommissioned_status: str = Field(default="Decommissioned", min_length=1)
 
     # --- the submission ledger
     ledger_retention_days: int = Field(default=2555, ge=1)

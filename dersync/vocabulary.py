@@ -71,6 +71,13 @@ class DriftKind(StrEnum):
     CONDITIONAL_AT_AEMO = "conditional_at_aemo"
 
 
+class RemovedEquipment(StrEnum):
+    """What to do about equipment AEMO holds that the store's record no longer lists."""
+
+    REPORT = "report"  # an open local exception REMOVED_IN_STORE; nothing is sent for it
+    DECOMMISSION = "decommission"  # the next write sends it with the decommissioned status, once
+
+
 class PassKind(StrEnum):
     SYNC = "sync"
     RECONCILE = "reconcile"

@@ -80,6 +80,15 @@ def repairable(diff: Diff) -> bool:
     return diff["store"] is not None
 
 
+_WHOLE_ENTRY = re.compile(r"^acConnections\[[^\]]+\](\.devices\[[^\]]+\])?$")
+
+
+def removed_entry(diff: Diff) -> bool:
+    """A whole connection or device AEMO holds that the store's record does not list (the
+    lifecycle's case, not a field difference)."""
+    return diff["store"] is None and isinstance(diff["aemo"], Mapping) and bool(_WHOLE_ENTRY.match(diff["path"]))
+
+
 def values_equal(store: Any, aemo: Any) -> bool:
     """JSON equality as AEMO means it: nulls equal absence, numbers by value, dates by day."""
     return _norm(store) == _norm(aemo) or _loosely_equal(store, aemo)

@@ -55,13 +55,14 @@ from dersync.reconcile.compare import (
     compare_installation,
     compare_nmi_details,
     conditional_equipment,
+    removed_entry,
     repairable,
 )
 from dersync.reconcile.findings import DriftFinding, ReconcileReport
 from dersync.settings import Settings
 from dersync.store import Store, StoredRecord
 from dersync.store.passes import OpenPass
-from dersync.vocabulary import DriftKind, Part, PassKind, PassStatus
+from dersync.vocabulary import DriftKind, Part, PassKind, PassStatus, RemovedEquipment
 from dersync.wording import plural
 
 log = structlog.get_logger("dersync.reconcile")
@@ -138,6 +139,8 @@ class Reconciler:
             belongs = CURRENT_PASS.set(opened.id)  # the pass's requests, in the ledger
             try:
                 await self._compare_all()
+                if not self.stop.is_set():
+                    await self._deleted_from_store()
                 for filters in self.sweep:
                     if self.stop.is_set():
                         break
@@ -239,6 +242,11 @@ class Reconciler:
                             detail="AEMO holds no installation for this NMI", repairable=True)]
         findings = []
         diffs = compare_installation(item.installation, held, dict(ids))
+        removed = [d for d in diffs if removed_entry(d)]
+        diffs = [d for d in diffs if not removed_entry(d)]
+        active = [d for d in removed if not self._decommissioned(d["aemo"])]
+        if active:
+            findings.append(self._removed_finding(item.nmi, active))
         if diffs:
             fixable = any(repairable(d) for d in diffs)
             detail = fields_differ(len(diffs))
@@ -255,6 +263,35 @@ class Reconciler:
                 "Conditional (second-level validation); see "
                 f"`dersync exceptions list --level second --nmi {item.nmi}`"))
         return findings
+
+    def _decommissioned(self, entry: Mapping[str, Any]) -> bool:
+        status = entry.get("status")
+        return isinstance(status, str) and status.strip().lower() == self.settings.decommissioned_status.lower()
+
+    def _removed_finding(self, nmi: str, removed: list[dict[str, Any]]) -> DriftFinding:
+        """Equipment AEMO still holds active that the store's record no longer lists: the
+        lifecycle case, named with what the removed_equipment setting does about it."""
+        what = plural(len(removed), "connection or device", "connections or devices")
+        if self.settings.removed_equipment == RemovedEquipment.DECOMMISSION:
+            then = (f"DERSYNC_REMOVED_EQUIPMENT=decommission: the next write for this NMI marks it "
+                    f"{self.settings.decommissioned_status!r} at AEMO" + (" (made due now)" if self.repair else ""))
+        else:
+            then = ("DERSYNC_REMOVED_EQUIPMENT=report: an open REMOVED_IN_STORE exception, nothing is sent "
+                    "(restore it in the store, or decommission it)")
+        return DriftFinding(nmi, DriftKind.ORPHAN_AT_AEMO, Part.INSTALLATION, removed,
+                            f"removed in the store: AEMO holds {what} the store's record no longer lists; {then}",
+                            repairable=self.settings.removed_equipment == RemovedEquipment.DECOMMISSION)
+
+    async def _deleted_from_store(self) -> None:
+        """NMIs AEMO held at dersync's last answer whose record was deleted from the store: reported,
+        never acted on automatically (the equipment stays as AEMO holds it)."""
+        gone = await self.store.nmis_deleted_from_store()
+        await self._record([
+            DriftFinding(nmi, DriftKind.ORPHAN_AT_AEMO, Part.INSTALLATION, [],
+                         "deleted from the store: dersync registered this NMI at AEMO, and its record is gone "
+                         "from der_record; AEMO still holds it. Reported only, never acted on automatically")
+            for nmi in gone if nmi not in self._orphans])
+        self._orphans.update(gone)
 
     async def _nmi_findings(self, item: Expected, unread: set[str]) -> list[DriftFinding]:
         assert item.nmi_details is not None
@@ -328,8 +365,8 @@ class Reconciler:
             gone = sorted({f.nmi for f in findings if f.kind == DriftKind.MISSING_AT_AEMO and f.part == part})
             if gone:
                 await self.store.note_not_at_aemo(gone, part)
-        due = sorted({f.nmi for f in findings
-                      if f.kind in (DriftKind.MISSING_AT_AEMO, DriftKind.DIFFERENT_AT_AEMO) and f.repairable})
+        due = sorted({f.nmi for f in findings if f.repairable and f.kind in (
+            DriftKind.MISSING_AT_AEMO, DriftKind.DIFFERENT_AT_AEMO, DriftKind.ORPHAN_AT_AEMO)})
         if due:
             self.report.marked_due += await self.store.mark_due(due, forget_synced=True)
             log.info("reconcile.repair.marked_due", records=len(due))

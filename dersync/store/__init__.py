@@ -197,6 +197,11 @@ class Store:
         async with self.transaction() as connection:
             return await equipment.load_ids(connection, nmis)
 
+    async def load_equipment(self, nmis: Sequence[str]) -> dict[str, list[EquipmentId]]:
+        """What AEMO held for these NMIs at its latest answer (ids, stage, status), by NMI."""
+        async with self.transaction() as connection:
+            return await equipment.load_equipment(connection, nmis)
+
     # --- admin views ---------------------------------------------------------------------------
     async def list_exceptions(self, **filters: Any) -> list[dict[str, Any]]:
         async with self.transaction() as connection:
@@ -247,6 +252,12 @@ class Store:
     def record_batches(self, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
         """Every record with NMI details or an installation (due or not), in NMI order."""
         return self._stream(drift.record_batches(self.engine, batch_size))
+
+    async def nmis_deleted_from_store(self) -> list[str]:
+        """NMIs AEMO held at dersync's last answer (their equipment ids are remembered) whose
+        record is no longer in der_record."""
+        async with self.transaction() as connection:
+            return await drift.deleted_from_store(connection)
 
     async def with_installation(self, nmis: Sequence[str]) -> set[str]:
         async with self.transaction() as connection:

@@ -68,6 +68,7 @@ equipment_id = Table(
     Column("aemo_id", BigInteger, nullable=False, comment="connectionId or deviceId"),
     Column("installation_stage", String(32)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("status", Text, comment="AEMO's status for it, as last answered"),
 )
 
 validation_exception = Table(

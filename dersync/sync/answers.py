@@ -7,10 +7,11 @@ second-level finding on data AEMO accepted but marked Conditional.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dersync.aemo.responses import AemoProblem, AemoResponse
-from dersync.store import PartOutcome, ValidationException
+from dersync.store import EquipmentId, PartOutcome, ValidationException
 from dersync.store.equipment import ids_from_installation
 from dersync.sync.plan import PartNotSent, PartPlan, PartToSend
 from dersync.vocabulary import Action, Level, Part, Result
@@ -61,8 +62,23 @@ def retry_later(plan: PartPlan) -> PartOutcome:
     return PartOutcome(plan.part, Result.RETRY, None, AFTER_LOCAL_CHECK)
 
 
-def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, Any]) -> PartOutcome:
-    """Map an answer AEMO gave to a write; `sent` is the body that went out."""
+def removed_in_store(item: EquipmentId, policy_hint: str) -> ValidationException:
+    """An open exception for equipment AEMO still holds that the store no longer lists."""
+    what = (f"AC connection {item.nsp_connection_id} (connectionId {item.aemo_id})" if item.nsp_device_id == ""
+            else f"device {item.nsp_device_id} of AC connection {item.nsp_connection_id} (deviceId {item.aemo_id})")
+    return ValidationException(
+        level=Level.LOCAL, code="REMOVED_IN_STORE", field="acConnections" if item.nsp_device_id == "" else "devices",
+        detail=f"AEMO holds {what}, which the store's record no longer lists: it stays active at AEMO ({policy_hint})",
+        nsp_connection_id=item.nsp_connection_id, nsp_device_id=item.nsp_device_id or None,
+        connection_id=item.aemo_id if item.nsp_device_id == "" else None,
+        device_id=item.aemo_id if item.nsp_device_id != "" else None,
+    )
+
+
+def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, Any],
+                  local: Sequence[ValidationException] = ()) -> PartOutcome:
+    """Map an answer AEMO gave to a write; `sent` is the body that went out, `local` what this
+    push found itself (equipment removed in the store, reported)."""
     transaction_id = response.transaction_id
     if response.ok:
         equipment = None
@@ -71,13 +87,14 @@ def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, A
             held = response.data if isinstance(response.data, dict) else {}
             equipment = ids_from_installation(held) or None
             exceptions = [_exception(Level.SECOND, e, transaction_id, held or sent) for e in response.exceptions]
+        exceptions += local
         return PartOutcome(plan.part, Result.SYNCED, plan.content_hash, AFTER_ACCEPTANCE, exceptions,
                            at_aemo=True, transaction_id=transaction_id, equipment=equipment)
     level = Level.FIRST if response.status in (409, 422) else Level.SCHEMA
     problems = response.errors or (
         AemoProblem(code=str(response.status), title=None, detail=f"AEMO answered HTTP {response.status}"),
     )
-    exceptions = [_exception(level, problem, transaction_id, sent) for problem in problems]
+    exceptions = [_exception(level, problem, transaction_id, sent) for problem in problems] + list(local)
     return PartOutcome(plan.part, Result.REJECTED, plan.content_hash, AFTER_REJECTION, exceptions,
                        transaction_id=transaction_id)
 

@@ -27,14 +27,14 @@ from dersync.errors import LeaseLost, PayloadTooLarge, RetriableError, StoreUnav
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy
 from dersync.settings import Settings
-from dersync.store import Fence, IdMap, PartOutcome, RecordOutcome, Store, StoredRecord
-from dersync.store.equipment import ids_from_installation
+from dersync.store import Fence, IdMap, PartOutcome, RecordOutcome, Store, StoredRecord, ValidationException
+from dersync.store.equipment import EquipmentId, id_map, ids_from_installation
 from dersync.store.passes import OpenPass
 from dersync.sync import answers
-from dersync.sync.payload import missing_ids, with_aemo_ids
+from dersync.sync.payload import missing_ids, removed_in_store, with_aemo_ids, with_decommissioned
 from dersync.sync.plan import PartNotSent, PartToSend, RecordPlan, plan_record
 from dersync.sync.summary import PassSummary
-from dersync.vocabulary import Part, PassKind, PassStatus, Result, SyncState
+from dersync.vocabulary import Part, PassKind, PassStatus, RemovedEquipment, Result, SyncState
 
 log = structlog.get_logger("dersync.sync")
 
@@ -43,11 +43,16 @@ Progress = Callable[[int, int], None]
 
 @dataclass
 class AemoView:
-    """What this pass knows of one NMI at AEMO before writing."""
+    """What this pass knows of one NMI at AEMO before writing: whether it holds each part, and
+    the equipment it holds (ids, stage, status) as its latest answer showed it."""
 
     nmi_at_aemo: bool | None
     inst_at_aemo: bool | None
-    ids: IdMap = field(default_factory=dict)
+    held: list[EquipmentId] = field(default_factory=list)
+
+    @property
+    def ids(self) -> IdMap:
+        return id_map(self.held)
 
 
 class SyncEngine:
@@ -193,9 +198,9 @@ class SyncEngine:
 
     async def _views(self, plans: Sequence[RecordPlan]) -> dict[str, AemoView] | None:
         """What AEMO holds for these NMIs, reading AEMO only where the store is not sure."""
-        known_ids = await self.store.load_ids([plan.nmi for plan in plans])
+        known = await self.store.load_equipment([plan.nmi for plan in plans])
         views = {
-            plan.nmi: AemoView(plan.record.nmi_at_aemo, plan.record.inst_at_aemo, known_ids.get(plan.nmi, {}))
+            plan.nmi: AemoView(plan.record.nmi_at_aemo, plan.record.inst_at_aemo, known.get(plan.nmi, []))
             for plan in plans
         }
         unsure = [plan.nmi for plan in plans if self._unsure(plan, views[plan.nmi])]
@@ -213,7 +218,7 @@ class SyncEngine:
                 view.inst_at_aemo = False
                 continue
             view.inst_at_aemo = view.nmi_at_aemo = True
-            view.ids = {(e.nsp_connection_id, e.nsp_device_id): e.aemo_id for e in ids_from_installation(installation)}
+            view.held = ids_from_installation(installation)
         return views
 
     @staticmethod
@@ -294,24 +299,45 @@ class SyncEngine:
         payload = part.payload
         api = self.client.installation
         if view.inst_at_aemo:
-            body = with_aemo_ids(payload, view.ids)
+            body, found = await self._with_removed_equipment(plan, with_aemo_ids(payload, view.ids), view)
             response = await api.update(plan.nmi, body)
             if response.status != 404:
                 summary.count_write(Part.INSTALLATION, "update", response)
-                return answers.from_response(part, response, sent=body)
+                return answers.from_response(part, response, sent=body, local=found)
         response = await api.create(payload)
         if response.status in (409, 422) and (held := await self._held_installation(plan.nmi)) is not None:
             # AEMO refused the create because it already holds the installation (registered
             # outside dersync, or an earlier attempt landed unrecorded): update it instead, with
             # AEMO's ids for the equipment it holds, rather than storing a false rejection.
             view.inst_at_aemo = True
-            view.ids = {(e.nsp_connection_id, e.nsp_device_id): e.aemo_id for e in ids_from_installation(held)}
-            body = with_aemo_ids(payload, view.ids)
+            view.held = ids_from_installation(held)
+            body, found = await self._with_removed_equipment(plan, with_aemo_ids(payload, view.ids), view, held)
             response = await api.update(plan.nmi, body)
             summary.count_write(Part.INSTALLATION, "update", response)
-            return answers.from_response(part, response, sent=body)
+            return answers.from_response(part, response, sent=body, local=found)
         summary.count_write(Part.INSTALLATION, "create", response)
         return answers.from_response(part, response, sent=payload)
+
+    async def _with_removed_equipment(self, plan: RecordPlan, body: dict[str, Any], view: AemoView,
+                                      held_at_aemo: dict[str, Any] | None = None
+                                      ) -> tuple[dict[str, Any], list[ValidationException]]:
+        """Equipment AEMO holds that the store no longer lists: reported as open exceptions, or
+        decommissioned at AEMO by this write (AEMO's copy of it read first, one GET), as the
+        removed_equipment setting says. AEMO has no DELETE; left alone it would stay active."""
+        settings = self.settings
+        removed = removed_in_store(body, view.held, settings.decommissioned_status)
+        if not removed:
+            return body, []
+        if settings.removed_equipment == RemovedEquipment.REPORT:
+            hint = "DERSYNC_REMOVED_EQUIPMENT=report: nothing is sent for it; restore it in the store, or set " \
+                   f"decommission to have it marked {settings.decommissioned_status!r} at AEMO"
+            return body, [answers.removed_in_store(item, hint) for item in removed]
+        held_at_aemo = held_at_aemo or await self._held_installation(plan.nmi)
+        if held_at_aemo is None:
+            return body, []
+        log.info("sync.equipment.decommissioning", nmi=plan.nmi, status=settings.decommissioned_status,
+                 equipment=[f"{item.nsp_connection_id}/{item.nsp_device_id}".rstrip("/") for item in removed])
+        return with_decommissioned(body, held_at_aemo, removed, settings.decommissioned_status), []
 
     async def _held_installation(self, nmi: str) -> dict[str, Any] | None:
         """AEMO's current installation for `nmi` (one GET), or None when it holds none."""
