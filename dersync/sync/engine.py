@@ -2,20 +2,22 @@
 
 Records stream from the store in NMI order, a batch at a time. Per batch: plan and validate
 locally (no HTTP for unchanged or invalid records), learn what AEMO already holds with one
-batched GET per 100 NMIs, note that writes are about to go out, then push NMI details before
-installations with bounded concurrency. Outcomes are recorded a few dozen records per
-transaction (and always before the batch ends): each record's state, exceptions and ids land
-together, and a crash before they land leaves the record due with its attempt noted, so the
-next pass asks AEMO what arrived before writing again.
-Records whose requests failed retriably get a few more rounds at the end of the pass and
-otherwise stay due for the next one; they are never marked synced.
+batched GET per 100 NMIs where the store is not sure, note that writes are about to go out, then
+push each record (NMI details before its installation) with bounded concurrency. The next batch
+is prepared while the current one sends, so the request budget never idles at a batch boundary.
+Outcomes are recorded a few dozen records per transaction, with the requests that led to them
+(the ledger): each record's state, exceptions and ids land together, and a crash before they
+land leaves the record due with its attempt noted, so the next pass asks AEMO what arrived
+before writing again. Records whose requests failed retriably get a few more rounds at the end
+of the pass and otherwise stay due for the next one; they are never marked synced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,10 @@ from dersync.sync.summary import PassSummary
 from dersync.vocabulary import Part, PassKind, PassStatus, RemovedEquipment, Result, SyncState
 
 log = structlog.get_logger("dersync.sync")
+
+#: Batches prepared ahead of the one sending: one is enough for the budget never to idle while
+#: a batch is planned, looked up and marked, and keeps memory to two batches.
+LOOKAHEAD_BATCHES = 1
 
 Progress = Callable[[int, int], None]
 
@@ -104,10 +110,7 @@ class SyncEngine:
                 log.info("sync.pass.started", pass_id=opened.id, due=summary.due)
                 if self.leadership is not None:
                     self._fence = self.leadership.fence
-                async for batch in self.store.due_batches(self.settings.store_batch_size):
-                    if not self._may_go_on():
-                        break
-                    await self._process(batch, summary)
+                await self._push_all(self.store.due_batches(self.settings.store_batch_size), summary)
                 await self._retry_rounds(summary)
                 opened.status = PassStatus.INTERRUPTED if self.stop.is_set() else PassStatus.OK
             finally:
@@ -147,30 +150,53 @@ class SyncEngine:
                 summary.restore_retry(pending)
                 return
             summary.retry_rounds += 1
-            for start in range(0, len(pending), self.settings.store_batch_size):
-                chunk = pending[start : start + self.settings.store_batch_size]
-                await self._process(await self.store.load_records(chunk), summary, counted=True)
+            await self._push_all(self._records_of(pending), summary, counted=True)
+
+    async def _records_of(self, nmis: Sequence[str]) -> AsyncIterator[list[StoredRecord]]:
+        """Fresh copies of these records, a batch at a time (a retry round re-reads what it retries)."""
+        size = self.settings.store_batch_size
+        for start in range(0, len(nmis), size):
+            yield await self.store.load_records(nmis[start : start + size])
 
     # --- one batch -----------------------------------------------------------------------------
 
-    async def _process(self, batch: Sequence[StoredRecord], summary: PassSummary, counted: bool = False) -> None:
-        """Push one batch; whatever was learned is recorded even if the batch stops on an error."""
+    async def _push_all(self, batches: AsyncIterator[list[StoredRecord]], summary: PassSummary, *,
+                        counted: bool = False) -> None:
+        """Push batch after batch, preparing the next (planned, looked up, marked) while the current
+        one is still sending, so that the request budget never idles at a batch boundary. At most
+        two batches are under way. Whatever was learned is recorded even if the work stops on an
+        error; a fatal error stops the work with that error itself."""
         try:
-            await self._push_batch(batch, summary, counted)
-        except LeaseLost as exc:
-            # Nothing more is sent; what was learned is recorded below if the store still takes it.
-            log.warning("sync.pass.lease_lost", error=str(exc))
-            self.stop.set()
+            async with asyncio.TaskGroup() as group:
+                sending: deque[list[asyncio.Task[None]]] = deque()
+                async for batch in batches:
+                    if not self._may_go_on():
+                        break
+                    sending.append(await self._start(batch, summary, group, counted))
+                    if len(sending) > LOOKAHEAD_BATCHES:
+                        await _all_done(sending.popleft())
+        except BaseExceptionGroup as failures:
+            # A record's push failed fatally (the store went away, AEMO refused our credentials):
+            # the pass stops with that error itself, not a group the CLI and daemon cannot read.
+            await self._flush_after_failure(summary)
+            raise _first_error(failures) from None
         except BaseException:
-            waiting = len(self._unrecorded)
-            try:
-                await self._flush(summary)
-            except Exception as exc:  # the original error is the one to report
-                log.warning("sync.record.failed", records=waiting, error=str(exc))
+            await self._flush_after_failure(summary)
             raise
         await self._flush(summary)
 
-    async def _push_batch(self, batch: Sequence[StoredRecord], summary: PassSummary, counted: bool) -> None:
+    async def _flush_after_failure(self, summary: PassSummary) -> None:
+        waiting = len(self._unrecorded)
+        try:
+            await self._flush(summary)
+        except Exception as exc:  # the original error is the one to report
+            log.warning("sync.record.failed", records=waiting, error=str(exc))
+
+    async def _start(self, batch: Sequence[StoredRecord], summary: PassSummary, group: asyncio.TaskGroup,
+                     counted: bool) -> list[asyncio.Task[None]]:
+        """Plan one batch, record what needs no request, learn what AEMO holds where the store is
+        not sure, note the attempts, and hand each record to be pushed (in `group`, paced by the
+        concurrency limit): the pushes that are started."""
         plans = [plan_record(record, self.settings) for record in batch]
         if not counted:
             summary.records += len(plans)
@@ -180,21 +206,21 @@ class SyncEngine:
                 await self._record(plan, quiet, summary)
         loud = [plan for plan in plans if plan.sends]
         if not loud or self.stop.is_set():
-            return
-        views = await self._views(loud)
-        if views is None:  # AEMO could not be read: nothing can be sent safely
-            for plan in loud:
-                await self._record(plan, [answers.retry_later(part) for part in plan.parts], summary)
-            return
-        await self.store.mark_attempts([plan.nmi for plan in loud], fence=self._fence)
+            return []
         try:
-            async with asyncio.TaskGroup() as group:
+            views = await self._views(loud)
+            if views is None:  # AEMO could not be read: nothing can be sent safely
                 for plan in loud:
-                    group.create_task(self._push_guarded(plan, views[plan.nmi], summary))
-        except BaseExceptionGroup as failures:
-            # A record's push failed fatally (the store went away, AEMO refused our credentials):
-            # the pass stops with that error itself, not a group the CLI and daemon cannot read.
-            raise _first_error(failures) from None
+                    await self._record(plan, [answers.retry_later(part) for part in plan.parts], summary)
+                return []
+            await self.store.mark_attempts([plan.nmi for plan in loud], fence=self._fence)
+        except LeaseLost as exc:
+            # Nothing more is sent; pushes already under way finish and are recorded if the store
+            # still takes them. These records stay due for the holder.
+            log.warning("sync.pass.lease_lost", error=str(exc))
+            self.stop.set()
+            return []
+        return [group.create_task(self._push_guarded(plan, views[plan.nmi], summary)) for plan in loud]
 
     async def _views(self, plans: Sequence[RecordPlan]) -> dict[str, AemoView] | None:
         """What AEMO holds for these NMIs, reading AEMO only where the store is not sure."""
@@ -392,6 +418,12 @@ class SyncEngine:
                      transactionId=outcome.transaction_id)
         if self.progress is not None:
             self.progress(summary.records_done, summary.due)
+
+
+async def _all_done(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Wait for a batch's pushes (their errors are the task group's to raise)."""
+    if tasks:
+        await asyncio.wait(tasks)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
