@@ -43,6 +43,8 @@ log = structlog.get_logger("dersync.sync")
 #: Batches prepared ahead of the one sending: one is enough for the budget never to idle while
 #: a batch is planned, looked up and marked, and keeps memory to two batches.
 LOOKAHEAD_BATCHES = 1
+#: Records new to the store a pass looks up before it trusts that such records are new at AEMO.
+LOOKUP_PROBE = 200
 
 Progress = Callable[[int, int], None]
 
@@ -87,6 +89,8 @@ class SyncEngine:
         #: a later generation of the same process (another process may have led in between).
         self._fence: Fence | None = None
         self._pass_id: int | None = None
+        self._probed = 0  # records new to the store looked up at AEMO this pass
+        self._held_elsewhere = 0  # of them (or of refused creates) AEMO already held
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._unrecorded: list[RecordOutcome] = []
         self._recording = asyncio.Lock()
@@ -237,6 +241,8 @@ class SyncEngine:
         except RetriableError as exc:
             log.warning("sync.lookup.failed", nmis=len(unsure), error=str(exc))
             return None
+        new = [nmi for nmi in unsure if views[nmi].inst_at_aemo is not True]
+        self._count_probe(len(new), sum(1 for nmi in new if nmi in held))
         for nmi in unsure:
             installation = held.get(nmi)
             view = views[nmi]
@@ -247,16 +253,31 @@ class SyncEngine:
             view.held = ids_from_installation(installation)
         return views
 
-    @staticmethod
-    def _unsure(plan: RecordPlan, view: AemoView) -> bool:
+    def _unsure(self, plan: RecordPlan, view: AemoView) -> bool:
+        """Whether a lookup can change what is sent for this record."""
         if plan.record.attempt_started_at is not None:
             return True  # an earlier write may have landed without its outcome being recorded
-        if isinstance(plan.nmi_details, PartToSend) and view.nmi_at_aemo is not True:
-            return True
         installation = plan.installation
-        if not isinstance(installation, PartToSend):
-            return False
-        return view.inst_at_aemo is not True or missing_ids(installation.payload, view.ids)
+        new_nmi = isinstance(plan.nmi_details, PartToSend) and view.nmi_at_aemo is not True
+        new_installation = isinstance(installation, PartToSend) and view.inst_at_aemo is not True
+        if new_nmi or new_installation:
+            return self._lookups_pay()  # AEMO may hold it already, registered elsewhere
+        return isinstance(installation, PartToSend) and missing_ids(installation.payload, view.ids)
+
+    def _lookups_pay(self) -> bool:
+        """Looking up records the store knows nothing about pays only where AEMO holds some of
+        them (registered through its portal, or before dersync): after LOOKUP_PROBE of them found
+        none, the pass stops looking (a create AEMO refuses is asked about instead, one GET), and
+        starts again as soon as one turns out to be held."""
+        return self._held_elsewhere > 0 or self._probed < LOOKUP_PROBE
+
+    def _count_probe(self, looked_up: int, held: int) -> None:
+        paying = self._lookups_pay()
+        self._probed += looked_up
+        self._held_elsewhere += held
+        if paying and not self._lookups_pay():
+            log.info("sync.lookups.paused", looked_up=self._probed,
+                     reason="AEMO held none of the records new to the store; a refused create is asked about")
 
     # --- one record ----------------------------------------------------------------------------
 
@@ -315,6 +336,7 @@ class SyncEngine:
             if response.status in (409, 422) and (await api.get(plan.nmi)).status == 200:
                 # A question before a rejection: registered outside dersync, or by an earlier
                 # attempt whose answer was lost. AEMO holds it, so update it instead.
+                self._count_probe(0, 1)
                 view.nmi_at_aemo = True
                 response, operation = await api.update(plan.nmi, payload), "update"
         summary.count_write(Part.NMI, operation, response)
@@ -335,6 +357,7 @@ class SyncEngine:
             # AEMO refused the create because it already holds the installation (registered
             # outside dersync, or an earlier attempt landed unrecorded): update it instead, with
             # AEMO's ids for the equipment it holds, rather than storing a false rejection.
+            self._count_probe(0, 1)
             view.inst_at_aemo = True
             view.held = ids_from_installation(held)
             body, found = await self._with_removed_equipment(plan, with_aemo_ids(payload, view.ids), view, held)
