@@ -219,6 +219,7 @@ class Store:
                 "last_sync": await passes.last_pass(connection, PassKind.SYNC),
                 "last_successful_sync": await passes.last_pass(connection, PassKind.SYNC, successful=True),
                 "last_reconcile": await passes.last_pass(connection, PassKind.RECONCILE),
+                "sender": await lease.holder(connection),
             }
 
     @asynccontextmanager
