@@ -26,12 +26,12 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from dersync.models import AEMO_STAMPS, SERVER_OWNED_FIELDS
 from dersync.store.equipment import IdMap
 
-SERVER_OWNED = frozenset({"recordCreationDate", "recordUpdateDate", "recordConfirmedDate", "installationStage",
-                          "connectionId", "deviceId"})
+SERVER_OWNED = SERVER_OWNED_FIELDS
 #: Dropped from equipment objects shown in a difference; AEMO's ids stay, so an admin can name them.
-_NOISE = SERVER_OWNED - {"connectionId", "deviceId"}
+_NOISE = AEMO_STAMPS
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MIDNIGHT = re.compile(r"^T00:00(:00(\.0+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dersync.models import AEMO_STAMPS
 from dersync.store import EquipmentId, IdMap
 
 
@@ -98,14 +99,11 @@ def listed_keys(installation: Mapping[str, Any]) -> list[tuple[str, str]]:
     return keys
 
 
-#: Fields AEMO keeps for itself; sent back are only the ids that tell AEMO which entry is meant.
-_SERVER_DATES = frozenset({"recordCreationDate", "recordUpdateDate", "recordConfirmedDate", "installationStage"})
-
-
 def _client_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in entry.items() if k not in _SERVER_DATES and v is not None}
+    """An entry as AEMO holds it, without what AEMO stamps (its ids stay: they name the entry)."""
+    out = {k: v for k, v in entry.items() if k not in AEMO_STAMPS and v is not None}
     if isinstance(out.get("details"), Mapping):
-        out["details"] = {k: v for k, v in out["details"].items() if k not in _SERVER_DATES and v is not None}
+        out["details"] = {k: v for k, v in out["details"].items() if k not in AEMO_STAMPS and v is not None}
     return out
 
 
