@@ -16,7 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
-from dersync.store import drift, equipment, lease, ledger, passes, records, validation_exceptions
+from dersync.store import compliance, drift, equipment, lease, ledger, passes, records, validation_exceptions
+from dersync.store.compliance import Accepted, FirstAcceptance, InstallationFacts
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.lease import Claim, Fence, LeaseRow
@@ -26,8 +27,8 @@ from dersync.store.validation_exceptions import ValidationException
 from dersync.vocabulary import PassKind
 
 __all__ = [
-    "ABSENT", "Claim", "EquipmentId", "Fence", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome", "Store",
-    "StoredRecord", "ValidationException", "utcnow",
+    "ABSENT", "Accepted", "Claim", "EquipmentId", "Fence", "FirstAcceptance", "IdMap", "InputRow", "InstallationFacts",
+    "LeaseRow", "PartOutcome", "RecordOutcome", "Store", "StoredRecord", "ValidationException", "utcnow",
 ]
 
 
@@ -196,6 +197,16 @@ class Store:
     async def load_ids(self, nmis: Sequence[str]) -> dict[str, IdMap]:
         async with self.transaction() as connection:
             return await equipment.load_ids(connection, nmis)
+
+    # --- compliance deadlines (dersync.compliance) ----------------------------------------------
+    async def first_acceptances(self, nmis: Sequence[str]) -> dict[str, dict[str, FirstAcceptance]]:
+        """When AEMO first accepted each AC connection of these NMIs, by NMI and nspConnectionId."""
+        async with self.transaction() as connection:
+            return await compliance.first_acceptances(connection, nmis)
+
+    def installation_facts(self, batch_size: int) -> AsyncIterator[list[InstallationFacts]]:
+        """Every record holding an installation, in NMI order, with what compliance is judged from."""
+        return self._stream(compliance.installation_batches(self.engine, batch_size))
 
     # --- admin views ---------------------------------------------------------------------------
     async def list_exceptions(self, **filters: Any) -> list[dict[str, Any]]:
