@@ -77,7 +77,8 @@ async def test_a_record_rejected_then_fixed_is_judged_by_its_first_acceptance(
     enumerations.equipment_types.append("Fuel Cell")  # configured locally, unknown to AEMO
     settings = make_settings(enumerations=enumerations)
     nmi = nmi_for(2)
-    good = commissioned(connection("A"), "2020-01-06")  # deadline Wednesday 5 February 2020
+    # Deadline Tuesday 4 February 2020 (Australia Day is observed on Monday 27 January).
+    good = commissioned(connection("A"), "2020-01-06")
     bad = commissioned(connection("A", equipment_type="Fuel Cell"), "2020-01-06")
     await load(store, [{"nmiDetails": nmi_details(nmi), "installation": installation(nmi, connections=[bad])}])
 
