@@ -7,7 +7,7 @@ failures surface as `StoreUnavailable` with a readable reason (never a driver tr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -203,6 +203,12 @@ class Store:
         """When AEMO first accepted each AC connection of these NMIs, by NMI and nspConnectionId."""
         async with self.transaction() as connection:
             return await compliance.first_acceptances(connection, nmis)
+
+    async def record_held_at_aemo(self, held: Mapping[str, Mapping[str, Any]]) -> int:
+        """First acceptances from AEMO's installations as read back (by NMI), for connections
+        that have none yet (see `compliance.record_held`); how many were recorded."""
+        async with self.transaction() as connection:
+            return await compliance.record_held(connection, held, utcnow())
 
     def installation_facts(self, batch_size: int) -> AsyncIterator[list[InstallationFacts]]:
         """Every record holding an installation, in NMI order, with what compliance is judged from."""

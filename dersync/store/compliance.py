@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import RowMapping, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -105,6 +106,36 @@ async def record_first(connection: AsyncConnection, parts: Sequence[AcceptedPart
     insert = (postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert)(acceptance)
     await connection.execute(insert.on_conflict_do_nothing(index_elements=[acceptance.c.nmi,
                                                                            acceptance.c.nsp_connection_id]), rows)
+
+
+async def record_held(connection: AsyncConnection, held: Mapping[str, Mapping[str, Any]], now: datetime) -> int:
+    """Record, from AEMO's installations as read back (`held`, by NMI), the first acceptance of
+    every AC connection AEMO holds that has none yet, at AEMO's recordCreationDate (rule
+    `held_at_aemo`, no transactionId): for connections accepted before first acceptances were
+    recorded, or whose first write since was rejected. Returns how many were recorded."""
+    found = [
+        AcceptedPart(nmi, None, None, [Accepted(str(c["nspConnectionId"]), AcceptanceRule.HELD_AT_AEMO, created)])
+        for nmi, installation in held.items()
+        for c in installation.get("acConnections") or []
+        if isinstance(c, dict) and c.get("nspConnectionId") is not None
+        and (created := aemo_time(c.get("recordCreationDate"))) is not None
+    ]
+    known = await _known(connection, sorted({part.nmi for part in found}))
+    new = [part for part in found if (part.nmi, part.accepted[0].nsp_connection_id) not in known]
+    await record_first(connection, new, now)
+    return len({(part.nmi, part.accepted[0].nsp_connection_id) for part in new})
+
+
+def aemo_time(value: Any) -> datetime | None:
+    """One of AEMO's date-time fields (`2026-06-10T02:00:00.000Z`), or None when unreadable; one
+    without an offset is read as UTC."""
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def _known(connection: AsyncConnection, nmis: Sequence[str]) -> set[tuple[str, str]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from dersync.aemo.responses import AemoProblem, AemoResponse
 from dersync.store import PartOutcome, ValidationException
-from dersync.store.compliance import Accepted
+from dersync.store.compliance import Accepted, aemo_time
 from dersync.store.equipment import ids_from_installation
 from dersync.sync.plan import PartNotSent, PartPlan, PartToSend
 from dersync.vocabulary import AcceptanceRule, Action, Level, Part, Result
@@ -108,23 +108,12 @@ def accepted_connections(sent: dict[str, Any], held: dict[str, Any]) -> list[Acc
         created = None
         if connection.get("connectionId") is not None:
             held_connection = by_id.get(connection["connectionId"]) or by_nsp.get(nsp_connection) or {}
-            created = _aemo_time(held_connection.get("recordCreationDate"))
+            created = aemo_time(held_connection.get("recordCreationDate"))
         if created is None:
             found.append(Accepted(nsp_connection, AcceptanceRule.ANSWERED))
         else:
             found.append(Accepted(nsp_connection, AcceptanceRule.HELD_AT_AEMO, created))
     return found
-
-
-def _aemo_time(value: Any) -> datetime | None:
-    """One of AEMO's date-time fields (`2026-06-10T02:00:00.000Z`), or None when unreadable."""
-    if not isinstance(value, str) or "T" not in value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _exception(level: Level, problem: AemoProblem, transaction_id: str | None,

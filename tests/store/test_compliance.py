@@ -123,3 +123,28 @@ async def test_a_record_changed_to_a_new_connection_keeps_the_old_ones_acceptanc
 
     [[facts]] = [batch async for batch in store.installation_facts(10)]
     assert sorted(facts.acceptances) == ["A", "B"] and '"A"' not in facts.installation
+
+
+async def test_aemos_read_back_fills_in_connections_without_a_first_acceptance(store: Store) -> None:
+    """AEMO's installations as read back (reconciliation's batched GET) give a connection with no
+    first acceptance yet its recordCreationDate (read as UTC without an offset), rule
+    held_at_aemo; a connection already recorded keeps its row, one without a readable date is
+    left alone."""
+    nmi = nmi_for(30)
+    await store.record_outcomes([accepted(nmi, "tx-d", Accepted("D", AcceptanceRule.ANSWERED), read_at=T0)])
+    held = {nmi: {"nmi": nmi, "acConnections": [
+        {"nspConnectionId": "A", "connectionId": 100001, "recordCreationDate": "2026-05-01T03:00:00.000Z"},
+        {"nspConnectionId": "B", "connectionId": 100002, "recordCreationDate": "2026-05-02T10:00:00"},
+        {"nspConnectionId": "C", "connectionId": 100003, "recordCreationDate": "soon"},
+        {"nspConnectionId": "D", "connectionId": 100004, "recordCreationDate": "2026-01-01T00:00:00Z"},
+    ]}}
+
+    assert await store.record_held_at_aemo(held) == 2
+    assert await store.record_held_at_aemo(held) == 0
+
+    found = (await store.first_acceptances([nmi]))[nmi]
+    assert {key: (a.accepted_at, a.rule, a.transaction_id) for key, a in found.items()} == {
+        "A": (datetime(2026, 5, 1, 3, tzinfo=UTC), AcceptanceRule.HELD_AT_AEMO, None),
+        "B": (datetime(2026, 5, 2, 10, tzinfo=UTC), AcceptanceRule.HELD_AT_AEMO, None),
+        "D": (T0, AcceptanceRule.ANSWERED, "tx-d"),
+    }
