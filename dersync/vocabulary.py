@@ -90,6 +90,24 @@ class PassStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class ComplianceState(StrEnum):
+    """Where an AC connection stands against its submission deadline (README, "Compliance
+    deadlines"): judged from its commissioning date and its first acceptance at AEMO."""
+
+    MET = "met"  # first accepted on or before its deadline
+    LATE = "late"  # first accepted after its deadline
+    OVERDUE = "overdue"  # not accepted, and the deadline has passed
+    DUE = "due"  # not accepted, the deadline still ahead
+    NOT_APPLICABLE = "not_applicable"  # no commissioning date: no deadline
+
+
+class AcceptanceRule(StrEnum):
+    """Which time a connection's first acceptance was recorded with."""
+
+    ANSWERED = "answered"  # dersync's request added it: when AEMO's successful answer came
+    HELD_AT_AEMO = "held_at_aemo"  # AEMO held it before this request: AEMO's own recordCreationDate
+
+
 def values(words: type[StrEnum]) -> list[str]:
     """The plain words of a vocabulary, in definition order (CLI choices, table columns)."""
     return [word.value for word in words]

@@ -20,7 +20,7 @@ import click
 from dersync.errors import ConfigError, DersyncError
 from dersync.logs import configure_logging
 from dersync.settings import Enumerations, Settings, load_settings
-from dersync.vocabulary import DriftKind, Level, values
+from dersync.vocabulary import ComplianceState, DriftKind, Level, values
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -203,6 +203,27 @@ async def ledger_export(ctx: Context, start: datetime, end: datetime, fmt: str) 
     if end < start:
         raise click.BadParameter("--to is before --from", param_hint="--to")
     return await do_ledger_export(ctx.settings(), start.date(), end.date(), fmt)
+
+
+@cli.command("compliance")
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only connections commissioned on or after this day (YYYY-MM-DD).")
+@click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only connections commissioned on or before this day (YYYY-MM-DD).")
+@click.option("--state", type=click.Choice(values(ComplianceState)), default=None,
+              help="Only connections in this state.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def compliance_command(ctx: Context, start: datetime | None, end: datetime | None, state: str | None,
+                             fmt: str) -> int:
+    """Each AC connection against its submission deadline (met, late, overdue, due, not_applicable),
+    with a summary by state and by month of commissioning."""
+    from dersync.cli.compliance import do_compliance
+
+    if start is not None and end is not None and end < start:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    return await do_compliance(ctx.settings(), start=start.date() if start else None, end=end.date() if end else None,
+                               state=state, fmt=fmt)
 
 
 @cli.command("status")

@@ -39,6 +39,8 @@ log = structlog.get_logger("dersync.daemon")
 LEDGER_JOB_SECONDS = 600
 LEDGER_PRUNE_BATCH = 1000
 LEDGER_PRUNE_BATCHES_PER_RUN = 20
+#: How often the compliance gauges are recomputed from the store (a full pass over the records).
+COMPLIANCE_JOB_SECONDS = 600
 
 
 class Service:
@@ -157,7 +159,20 @@ class Service:
         scheduler.add_job(self.token_job,
                           IntervalTrigger(seconds=max(1.0, self.settings.token_refresh_margin_seconds / 2)),
                           id="token", misfire_grace_time=60, **common)
+        # Every replica refreshes the compliance gauges (it only reads the store), so that a
+        # scrape of any replica shows them.
+        scheduler.add_job(self.compliance_job, IntervalTrigger(seconds=COMPLIANCE_JOB_SECONDS), id="compliance",
+                          next_run_time=datetime.now(UTC), misfire_grace_time=COMPLIANCE_JOB_SECONDS, **common)
         return scheduler
+
+    async def compliance_job(self) -> None:
+        assert self.store is not None
+        try:
+            counts = await self.metrics.refresh_compliance(self.store, self.settings)
+        except Exception as exc:
+            log.warning("daemon.compliance.failed", error=str(exc))
+            return
+        log.info("compliance.refreshed", due_soon=counts.due_soon, **counts.by_state)
 
     async def token_job(self) -> None:
         assert self.client is not None

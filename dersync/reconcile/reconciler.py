@@ -214,6 +214,9 @@ class Reconciler:
             self.report.unread += len(nmis)
             log.warning("reconcile.lookup.failed", nmis=len(nmis), first=nmis[0], error=str(exc))
             return
+        # Connections AEMO holds that have no first acceptance on record yet (accepted before
+        # dersync recorded acceptances, or registered elsewhere) get AEMO's own creation date.
+        await self.store.record_held_at_aemo({nmi: held[nmi] for nmi in nmis if nmi in held})
         known_ids = await self.store.load_ids([e.nmi for e in expected if e.installation and e.nmi in held])
         findings: list[DriftFinding] = []
         nmi_reads: list[Expected] = []

@@ -7,7 +7,7 @@ failures surface as `StoreUnavailable` with a readable reason (never a driver tr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +16,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.errors import StoreUnavailable
-from dersync.store import drift, equipment, lease, ledger, passes, records, validation_exceptions
+from dersync.store import compliance, drift, equipment, lease, ledger, passes, records, validation_exceptions
+from dersync.store.compliance import Accepted, FirstAcceptance, InstallationFacts
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.lease import Claim, Fence, LeaseRow
@@ -26,8 +27,8 @@ from dersync.store.validation_exceptions import ValidationException
 from dersync.vocabulary import PassKind
 
 __all__ = [
-    "ABSENT", "Claim", "EquipmentId", "Fence", "IdMap", "InputRow", "LeaseRow", "PartOutcome", "RecordOutcome", "Store",
-    "StoredRecord", "ValidationException", "utcnow",
+    "ABSENT", "Accepted", "Claim", "EquipmentId", "Fence", "FirstAcceptance", "IdMap", "InputRow", "InstallationFacts",
+    "LeaseRow", "PartOutcome", "RecordOutcome", "Store", "StoredRecord", "ValidationException", "utcnow",
 ]
 
 
@@ -201,6 +202,22 @@ class Store:
         """What AEMO held for these NMIs at its latest answer (ids, stage, status), by NMI."""
         async with self.transaction() as connection:
             return await equipment.load_equipment(connection, nmis)
+
+    # --- compliance deadlines (dersync.compliance) ----------------------------------------------
+    async def first_acceptances(self, nmis: Sequence[str]) -> dict[str, dict[str, FirstAcceptance]]:
+        """When AEMO first accepted each AC connection of these NMIs, by NMI and nspConnectionId."""
+        async with self.transaction() as connection:
+            return await compliance.first_acceptances(connection, nmis)
+
+    async def record_held_at_aemo(self, held: Mapping[str, Mapping[str, Any]]) -> int:
+        """First acceptances from AEMO's installations as read back (by NMI), for connections
+        that have none yet (see `compliance.record_held`); how many were recorded."""
+        async with self.transaction() as connection:
+            return await compliance.record_held(connection, held, utcnow())
+
+    def installation_facts(self, batch_size: int) -> AsyncIterator[list[InstallationFacts]]:
+        """Every record holding an installation, in NMI order, with what compliance is judged from."""
+        return self._stream(compliance.installation_batches(self.engine, batch_size))
 
     # --- admin views ---------------------------------------------------------------------------
     async def list_exceptions(self, **filters: Any) -> list[dict[str, Any]]:

@@ -159,7 +159,22 @@ ledger_entry = Table(
     Index("ix_ledger_entry_sent_at", "sent_at"),
 )
 
+connection_acceptance = Table(
+    "connection_acceptance",
+    metadata,
+    Column("nmi", Text, primary_key=True),
+    Column("nsp_connection_id", Text, primary_key=True),
+    Column("accepted_at", DateTime(timezone=True), nullable=False,
+           comment="when AEMO first accepted the AC connection (see rule); never moved once written"),
+    Column("rule", String(16), nullable=False,
+           comment="answered: AEMO's answer to dersync's request that added it (the ledger's answered_at) | "
+                   "held_at_aemo: AEMO held it before that request (AEMO's recordCreationDate)"),
+    Column("transaction_id", String(100), comment="AEMO's transactionId of the accepting exchange"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
 __all__ = [
+    "connection_acceptance",
     "der_record",
     "drift_finding",
     "equipment_id",

@@ -8,13 +8,15 @@ second-level finding on data AEMO accepted but marked Conditional.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from dersync.aemo.responses import AemoProblem, AemoResponse
 from dersync.store import EquipmentId, PartOutcome, ValidationException
+from dersync.store.compliance import Accepted, aemo_time
 from dersync.store.equipment import ids_from_installation
 from dersync.sync.plan import PartNotSent, PartPlan, PartToSend
-from dersync.vocabulary import Action, Level, Part, Result
+from dersync.vocabulary import AcceptanceRule, Action, Level, Part, Result
 
 #: Which open exceptions an answer can confirm or clear (anything it does not report is gone).
 AFTER_LOCAL_CHECK = frozenset({Level.LOCAL})
@@ -83,13 +85,16 @@ def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, A
     if response.ok:
         equipment = None
         exceptions: list[ValidationException] = []
+        accepted: list[Accepted] = []
         if plan.part == Part.INSTALLATION:
             held = response.data if isinstance(response.data, dict) else {}
             equipment = ids_from_installation(held) or None
             exceptions = [_exception(Level.SECOND, e, transaction_id, held or sent) for e in response.exceptions]
+            accepted = accepted_connections(sent, held)
         exceptions += local
         return PartOutcome(plan.part, Result.SYNCED, plan.content_hash, AFTER_ACCEPTANCE, exceptions,
-                           at_aemo=True, transaction_id=transaction_id, equipment=equipment)
+                           at_aemo=True, transaction_id=transaction_id, equipment=equipment, accepted=accepted,
+                           answered_at=datetime.now(UTC))
     level = Level.FIRST if response.status in (409, 422) else Level.SCHEMA
     problems = response.errors or (
         AemoProblem(code=str(response.status), title=None, detail=f"AEMO answered HTTP {response.status}"),
@@ -97,6 +102,35 @@ def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, A
     exceptions = [_exception(level, problem, transaction_id, sent) for problem in problems] + list(local)
     return PartOutcome(plan.part, Result.REJECTED, plan.content_hash, AFTER_REJECTION, exceptions,
                        transaction_id=transaction_id)
+
+
+def accepted_connections(sent: dict[str, Any], held: dict[str, Any]) -> list[Accepted]:
+    """The AC connections an accepted installation write submitted, each with the rule its first
+    acceptance is judged by.
+
+    A connection sent without AEMO's `connectionId` was added by this request: it was accepted
+    when the answer came. One sent with it was held by AEMO before this request (registered
+    through AEMO's portal, before dersync was deployed, or by an attempt whose answer was lost):
+    it was accepted when AEMO created it, its `recordCreationDate` in the answer (read as UTC
+    when it carries no offset); without a readable one, the answer's time stands in.
+    """
+    at_aemo = [c for c in held.get("acConnections") or [] if isinstance(c, dict)]
+    by_id = {c["connectionId"]: c for c in at_aemo if c.get("connectionId") is not None}
+    by_nsp = {str(c["nspConnectionId"]): c for c in at_aemo if c.get("nspConnectionId") is not None}
+    found: list[Accepted] = []
+    for connection in sent.get("acConnections") or []:
+        if not isinstance(connection, dict) or connection.get("nspConnectionId") is None:
+            continue
+        nsp_connection = str(connection["nspConnectionId"])
+        created = None
+        if connection.get("connectionId") is not None:
+            held_connection = by_id.get(connection["connectionId"]) or by_nsp.get(nsp_connection) or {}
+            created = aemo_time(held_connection.get("recordCreationDate"))
+        if created is None:
+            found.append(Accepted(nsp_connection, AcceptanceRule.ANSWERED))
+        else:
+            found.append(Accepted(nsp_connection, AcceptanceRule.HELD_AT_AEMO, created))
+    return found
 
 
 def _exception(level: Level, problem: AemoProblem, transaction_id: str | None,

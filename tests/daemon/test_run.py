@@ -80,6 +80,7 @@ async def test_daemon_syncs_records_fed_while_running_and_reports_metrics(
     _status, metrics = await http_get(daemon["admin"] + "/metrics")
     assert 'dersync_aemo_requests_total{api="installation",method="POST",status="201"}' in metrics
     assert "dersync_last_success_timestamp_seconds" in metrics
+    assert 'dersync_compliance_connections{state="overdue"}' in metrics  # refreshed at start
 
 
 async def test_sigterm_mid_pass_exits_0_with_nothing_half_recorded(
