@@ -31,7 +31,7 @@ TASKS = ("sync", "reconcile", "ledger")
 
 class _OptionalGauge(Collector):
     """An unlabelled gauge with no sample until it is given a value: a known value or none, never
-    a 0 that would read as a real one (an interval of 0)."""
+    a 0 that would read as a real one (an interval of 0, a certificate that expired in 1970)."""
 
     def __init__(self, name: str, documentation: str) -> None:
         self.name, self.documentation = name, documentation
@@ -109,7 +109,10 @@ class Metrics:
             "dersync_reconcile_interval_seconds",
             "Longest time between two scheduled reconciliations (DERSYNC_RECONCILE_CRON in DERSYNC_TIMEZONE, over "
             "the next year)")
-        for optional in (self.sync_interval, self.reconcile_interval):
+        self.client_cert_expiry = _OptionalGauge(
+            "dersync_tls_client_cert_expiry_timestamp_seconds",
+            "Unix time the configured TLS client certificate (DERSYNC_TLS_CLIENT_CERT) expires, as read at start")
+        for optional in (self.sync_interval, self.reconcile_interval, self.client_cert_expiry):
             self.registry.register(optional)
         # process_start_time_seconds (the rules' stand-in before a first success), memory, CPU, fds.
         ProcessCollector(registry=self.registry)

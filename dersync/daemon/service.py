@@ -25,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from dersync.admin import AdminServer, Metrics
+from dersync.admin.certificates import check_client_certificate
 from dersync.aemo.client import AemoClient
 from dersync.errors import AuthError, ConfigError, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
@@ -71,6 +72,7 @@ class Service:
 
     async def run(self) -> int:
         self._check_configuration()
+        check_client_certificate(self.settings, self.metrics)
         self._install_signal_handlers()
         self.store = await Store.open(self.settings.database_url,
                                       busy_timeout_seconds=self.settings.sqlite_busy_timeout_seconds)

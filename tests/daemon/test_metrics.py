@@ -1,5 +1,6 @@
 """What the daemon puts on /metrics for the alert rules (deploy/prometheus/alerts.yml): its
-schedule, how each scheduled pass ended, and the store's last successes.
+schedule, how each scheduled pass ended, the store's last successes, and the client
+certificate's expiry, with the start-up warning about it.
 
 Real `dersync run` subprocesses (tests/daemon/conftest.py) against the simulator, and the
 daemon's own job wrapper driven in-process where a failure has to be provoked (AEMO refusing
@@ -9,7 +10,7 @@ the credentials, AEMO failing every read).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from dersync.settings import Settings
 from dersync.store import Store
 from dersync.sync import sync_once
 from dersync.testing import http_get, load, nmi_for, record, wait_for
+from tests.conftest import CertificateMaker
 from tests.daemon.conftest import Cluster, Replica
 
 #: {(sample name, ((label, value), ...)): value}
@@ -45,12 +47,18 @@ def sample(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-async def test_a_running_daemon_shows_its_schedule_and_its_passes(cluster: Cluster, store: Store) -> None:
-    """`dersync run` with a weekly reconciliation: /metrics shows the sync interval, the longest
-    gap between reconciliations (a week), its first successful sync pass, and no failed pass
-    (both tasks present at 0)."""
+async def test_a_running_daemon_shows_its_schedule_its_passes_and_its_client_certificate(
+    cluster: Cluster, store: Store, client_certificate: CertificateMaker
+) -> None:
+    """`dersync run` with a client certificate 10 days from its end and a weekly reconciliation:
+    it logs `tls.client_cert.expiring` (warning, 10 days left) before it is ready, and /metrics
+    shows the sync interval, the longest gap between reconciliations (a week), the certificate's
+    notAfter, its first successful sync pass, and no failed pass (both tasks present at 0)."""
+    not_after = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
+    cert, key = client_certificate(not_after)
     await load(store, [record(nmi_for(i)) for i in range(3)])
-    replica = await cluster.start(DERSYNC_RECONCILE_CRON="0 2 * * 1")
+    replica = await cluster.start(DERSYNC_TLS_CLIENT_CERT=str(cert), DERSYNC_TLS_CLIENT_KEY=str(key),
+                                  DERSYNC_RECONCILE_CRON="0 2 * * 1")
     await cluster.ready(replica)
 
     async def synced() -> Samples | None:
@@ -62,10 +70,15 @@ async def test_a_running_daemon_shows_its_schedule_and_its_passes(cluster: Clust
 
     assert sample(samples, "dersync_sync_interval_seconds") == 0.5
     assert sample(samples, "dersync_reconcile_interval_seconds") == 7 * 86400
+    assert sample(samples, "dersync_tls_client_cert_expiry_timestamp_seconds") == not_after.timestamp()
     assert sample(samples, "dersync_job_failures_total", task="sync") == 0
     assert sample(samples, "dersync_job_failures_total", task="reconcile") == 0
     assert sample(samples, "dersync_leader") == 1
     assert sample(samples, "process_start_time_seconds") is not None
+    events = [e["event"] for e in replica.events()]
+    assert events.index("tls.client_cert.expiring") < events.index("daemon.ready")
+    [warning] = [e for e in replica.events() if e["event"] == "tls.client_cert.expiring"]
+    assert (warning["level"], warning["days_left"], warning["path"]) == ("warning", 10.0, str(cert))
 
 
 async def test_a_replica_shows_the_last_successful_reconciliation_in_the_store(
