@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     tls_client_cert: Path | None = None
     tls_client_key: Path | None = None
     tls_ca_bundle: Path | None = None
+    #: The daemon warns at start when the client certificate expires within this many days (it
+    #: also exposes the expiry on /metrics, for an alert).
+    tls_client_cert_warning_days: int = Field(default=30, ge=1, le=365)
 
     # --- transport
     rate_limit_per_minute: int = Field(default=6000, ge=1)

@@ -25,13 +25,15 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from dersync.admin import AdminServer, Metrics
+from dersync.admin.certificates import check_client_certificate
 from dersync.aemo.client import AemoClient
 from dersync.errors import AuthError, ConfigError, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy, Stopped
 from dersync.settings import Settings
-from dersync.store import Store, utcnow
+from dersync.store import Store, passes, utcnow
 from dersync.sync import SyncEngine
+from dersync.vocabulary import PassKind, PassStatus
 
 log = structlog.get_logger("dersync.daemon")
 
@@ -50,6 +52,10 @@ class Service:
         #: Set to halt the sync pass under way (shutdown or lost leadership); a new one per pass.
         self.halt_pass = asyncio.Event()
         self.metrics = Metrics()
+        # What "late" means for each job, so the alerting rules need no copy of the schedule.
+        self.metrics.sync_interval.value = settings.sync_interval_seconds
+        self.metrics.reconcile_interval.value = longest_gap_seconds(
+            CronTrigger.from_crontab(settings.reconcile_cron, timezone=settings.zone), datetime.now(UTC))
         self.store: Store | None = None
         self.client: AemoClient | None = None
         self.leadership: Leadership | None = None
@@ -68,6 +74,7 @@ class Service:
 
     async def run(self) -> int:
         self._check_configuration()
+        check_client_certificate(self.settings, self.metrics)
         self._install_signal_handlers()
         self.store = await Store.open(self.settings.database_url,
                                       busy_timeout_seconds=self.settings.sqlite_busy_timeout_seconds)
@@ -185,8 +192,13 @@ class Service:
         except RetriableError as exc:
             log.warning("daemon.token.unavailable", error=str(exc))
 
-    def _as_job(self, name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """Wrap a job so shutdown can wait for it and one failure never kills the scheduler."""
+    def _as_job(self, name: str, body: Callable[[], Awaitable[str | None]]) -> Callable[[], Awaitable[None]]:
+        """Wrap a job so shutdown can wait for it and one failure never kills the scheduler.
+
+        A job that runs a pass returns how it ended (a `PassStatus`): ok counts as a success on
+        /metrics, failed (an error, or a pass the store records as failed) as a failure, and an
+        interrupted pass (shutdown, lost leadership) as neither. A job with no pass of its own
+        (the ledger) returns None: having run is its success."""
 
         async def job() -> None:
             if self.stopping.is_set():
@@ -198,16 +210,21 @@ class Service:
             self._jobs.add(task)
             started = time.monotonic()
             try:
-                await body()
-                self.metrics.job_succeeded(name, time.time(), time.monotonic() - started)
+                outcome = await body()
+                if outcome in (None, PassStatus.OK):
+                    self.metrics.job_succeeded(name, time.time(), time.monotonic() - started)
+                elif outcome == PassStatus.FAILED:
+                    self.metrics.job_failed(name, time.time())
                 if name == "sync":
                     self._sync_failures = 0
             except AuthError as exc:
                 self.credentials_refused = True
+                self.metrics.job_failed(name, time.time())
                 log.error(f"daemon.{name}.failed", error=str(exc))
             except asyncio.CancelledError:
                 log.warning(f"daemon.{name}.cancelled")
             except Exception as exc:
+                self.metrics.job_failed(name, time.time())
                 log.error(f"daemon.{name}.failed", error=str(exc), error_type=type(exc).__name__)
                 if name == "sync":
                     self._sync_again_soon()
@@ -243,7 +260,7 @@ class Service:
 
     # --- jobs ----------------------------------------------------------------------------------
 
-    async def sync_job(self) -> None:
+    async def sync_job(self) -> str:
         assert self.store is not None and self.client is not None
         self.halt_pass = asyncio.Event()
         if self.stopping.is_set():
@@ -253,6 +270,8 @@ class Service:
         self.totals["passes"] += 1
         for key in ("created", "updated", "rejected_local", "rejected_schema", "rejected_first", "requests"):
             self.totals[key] += getattr(summary, key)
+        # As the engine records it: a pass told to stop ends "interrupted".
+        return PassStatus.INTERRUPTED if self.halt_pass.is_set() else PassStatus.OK
 
     async def ledger_job(self) -> None:
         """Store requests sent outside any pass, and prune the ledger past its retention, a few
@@ -275,12 +294,13 @@ class Service:
             log.info("ledger.pruned", rows=rows, bodies=bodies, rows_before=rows_before.isoformat(),
                      bodies_before=bodies_before.isoformat())
 
-    async def reconcile_job(self) -> None:
+    async def reconcile_job(self) -> str:
         from dersync.reconcile.reconciler import reconcile
 
         assert self.store is not None and self.client is not None
-        await reconcile(self.settings, self.store, self.client, repair=self.settings.reconcile_repair)
+        report = await reconcile(self.settings, self.store, self.client, repair=self.settings.reconcile_repair)
         self.totals["reconciliations"] += 1
+        return report.status
 
     # --- admin views ---------------------------------------------------------------------------
 
@@ -313,5 +333,33 @@ class Service:
         return "none"
 
     async def status(self) -> dict[str, Any]:
+        """The store's status, and its last successful reconciliation (for /metrics)."""
         assert self.store is not None
-        return await self.store.status()
+        status = await self.store.status()
+        async with self.store.transaction() as connection:
+            status["last_successful_reconcile"] = await passes.last_pass(connection, PassKind.RECONCILE,
+                                                                         successful=True)
+        return status
+
+
+#: How far ahead `longest_gap_seconds` looks, and how many runs it reads at most.
+GAP_HORIZON = timedelta(days=400)
+GAP_RUNS = 1000
+
+
+def longest_gap_seconds(trigger: CronTrigger, now: datetime) -> float:
+    """The longest time between two consecutive runs of `trigger` from `now` on, over the next
+    `GAP_HORIZON` (at most `GAP_RUNS` runs), in the trigger's zone (so with what daylight saving
+    does to it): a day for `0 2 * * *`, three days for `0 2 * * 1-5`, a week for `0 2 * * 1`. A
+    schedule that runs less than twice in that horizon gets the horizon itself."""
+    longest = 0.0
+    previous: datetime | None = None
+    end = now + GAP_HORIZON
+    for _ in range(GAP_RUNS):
+        fire = trigger.get_next_fire_time(previous, previous or now)
+        if fire is None or fire > end:
+            break
+        if previous is not None:
+            longest = max(longest, (fire - previous).total_seconds())
+        previous = fire
+    return longest or GAP_HORIZON.total_seconds()

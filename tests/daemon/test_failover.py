@@ -214,7 +214,7 @@ async def test_single_sqlite_process_survives_repeated_kill_9(
     cluster: Cluster, simulator: Simulator, store: Store
 ) -> None:
     """The one SQLite process, killed with SIGKILL mid-pass (after AEMO applied an installation
-    create, at an arbitrary moment, after AEMO applied an NMI create) and restarted each time, ends
+    create, at an arbitrary moment, after AEMO applied an NMI create: NMI first) and restarted each time, ends
     with every record at AEMO exactly as in the store, no NMI or equipment created twice, the
     interrupted creates checked and PUT instead of re-POSTed, and the request budget kept."""
     await load(store, [record(nmi_for(i)) for i in range(RECORDS)])
