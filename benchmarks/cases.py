@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ from benchmarks.run import (
     SimulatorProcess,
     benchmark,
     loaded_store,
+    process_cpu_seconds,
     rss_mb,
 )
 
@@ -61,24 +63,88 @@ async def pacing(args: argparse.Namespace) -> Result:
 
 @benchmark
 async def headroom(args: argparse.Namespace) -> Result:
-    """Installation pushes per second with the limit lifted, beside a naive sequential baseline."""
+    """Installation pushes per second with the limit lifted, beside a naive sequential baseline,
+    on each store; and the client's own CPU time per push (this process alone: the simulator
+    runs in its own)."""
+    records = 6000
+    runs: dict[str, list[dict[str, float]]] = {}
+    for kind in args.stores:
+        runs[kind] = [await _headroom_pass(kind, records, args.postgres_url) for _ in range(args.headroom_repeat)]
+    with SimulatorProcess(rate_limit=10**9) as sim:
+        baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=900_000)
+    details: dict[str, object] = {"records": records, "baseline_per_second": round(baseline, 1)}
+    texts, rates = [], []
+    for kind, passes in runs.items():
+        rate = statistics.median(p["per_second"] for p in passes)
+        cpu = statistics.median(p["client_cpu_ms_per_push"] for p in passes)
+        sim_cpu = statistics.median(p["simulator_cpu_ms_per_push"] for p in passes)
+        low, high = min(p["per_second"] for p in passes), max(p["per_second"] for p in passes)
+        rates.append(rate)
+        texts.append(f"{kind} {rate:.0f}/s (runs {low:.0f}-{high:.0f}; ratio {rate / baseline:.1f}x), "
+                     f"client CPU {cpu:.2f} ms/push (simulator {sim_cpu:.2f})")
+        details[kind] = {"per_second": round(rate, 1), "client_cpu_ms_per_push": round(cpu, 3),
+                         "simulator_cpu_ms_per_push": round(sim_cpu, 3), "runs": passes}
+    return Result(
+        "headroom", "installations/s (each: NMI POST + installation POST + store writes), median of "
+                    f"{args.headroom_repeat}: " + "; ".join(texts) + f"; naive sequential `requests` {baseline:.0f}/s",
+        ">= 1,000/s on 2 cores, each store (AEMO allows 100 requests/s)",
+        "met" if rates and min(rates) >= 1000 else "NOT met", details,
+    )
+
+
+async def _headroom_pass(kind: str, records: int, postgres_url: str | None) -> dict[str, float]:
+    """One pass over `records` new records with the limit lifted, in a fresh store and simulator."""
     from dersync.sync import sync_once
 
-    records = 6000
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
-        async with loaded_store(sim, tmp, records, **UNTHROTTLED) as (settings, store):
-            started = time.monotonic()
+        async with loaded_store(sim, tmp, records, store=kind, postgres_url=postgres_url,
+                                **UNTHROTTLED) as (settings, store):
+            cpu, sim_cpu, started = process_cpu_seconds(), sim.cpu_seconds(), time.monotonic()
             await sync_once(settings, store)
             seconds = time.monotonic() - started
-        rate = records / seconds
-        baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=900_000)
-    ratio = rate / baseline
-    return Result(
-        "headroom", f"{rate:.0f} installations/s (each: NMI POST + installation POST + store writes); "
-                    f"naive sequential `requests` {baseline:.0f}/s; ratio {ratio:.1f}x",
-        ">= 500/s on 2 cores (AEMO allows 100 requests/s)", "met" if rate >= 500 else "NOT met",
-        {"records": records, "seconds": round(seconds, 1), "baseline_per_second": round(baseline, 1)},
-    )
+            cpu, sim_cpu = process_cpu_seconds() - cpu, sim.cpu_seconds() - sim_cpu
+    return {"seconds": round(seconds, 2), "per_second": round(records / seconds, 1),
+            "client_cpu_ms_per_push": round(cpu / records * 1000, 3),
+            "simulator_cpu_ms_per_push": round(sim_cpu / records * 1000, 3)}
+
+
+@benchmark
+async def initial_load(args: argparse.Namespace) -> Result:
+    """A first load of N new installations at AEMO's 6000/min against the simulator's strict
+    rolling window, as a new user would run it (default settings): the pass's time against the
+    physical minimum of 2N requests at 6000/min, 429s, the busiest 60 s and the lookups' share."""
+    from dersync.sync import sync_once
+
+    count = args.initial_records
+    minimum = 2 * count / (AEMO_LIMIT / 60)
+    texts, details, ok = [], {}, True
+    for kind in args.stores:
+        with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=AEMO_LIMIT) as sim:
+            async with loaded_store(sim, tmp, count, store=kind, postgres_url=args.postgres_url) as (settings, store):
+                cpu, started = process_cpu_seconds(), time.monotonic()
+                summary = await sync_once(settings, store)
+                seconds = time.monotonic() - started
+                cpu = process_cpu_seconds() - cpu
+            counters = await sim.counters()
+        api = _api_requests_of(counters)
+        lookups = sum(n for _m, route, _s, n in counters["requests_by_route"] if route == "installation_list")
+        throttled, busiest = counters["throttled_total"], counters["max_requests_in_any_window"]
+        ratio = seconds / minimum
+        ok = ok and ratio <= 1.015 and throttled == 0 and busiest <= AEMO_LIMIT and summary.left_due == 0
+        texts.append(f"{kind} {ratio:.3f} x minimum ({seconds:.1f} s / {minimum:.0f} s), {api:,} requests "
+                     f"({api / seconds * 60 / AEMO_LIMIT:.3f} of the budget sustained), {throttled} x 429, "
+                     f"busiest 60 s {busiest}, lookups {lookups} (1 in {api / max(lookups, 1):.0f})")
+        details[kind] = {"records": count, "seconds": round(seconds, 1), "minimum_seconds": minimum,
+                         "ratio": round(ratio, 4), "api_requests": api, "lookups": lookups,
+                         "throttled": throttled, "busiest_window": busiest, "left_due": summary.left_due,
+                         "client_cpu_seconds": round(cpu, 1)}
+    return Result("initial_load", "; ".join(texts),
+                  "<= 1.015 x minimum (2N requests at 6000/min), zero 429, never over 6000 in any 60 s",
+                  "met" if ok else "NOT met", details)
+
+
+def _api_requests_of(counters: dict) -> int:
+    return sum(n for _m, route, _s, n in counters["requests_by_route"] if route != "oauth_token")
 
 
 def _naive_baseline(url: str, count: int, start: int) -> float:
