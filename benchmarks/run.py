@@ -112,34 +112,54 @@ class SimulatorProcess:
         return process_cpu_seconds(self.process.pid)
 
     def settings(self, database_url: str, **overrides: Any) -> Any:
-        from dersync.settings import Settings
+        return simulator_settings(self.url, database_url, **overrides)
 
-        values: dict[str, Any] = dict(
-            database_url=database_url,
-            oauth_token_url=self.url + "/oauth/v1/token",
-            nmi_api_url=self.url + "/wem/v1/der-register",
-            installation_api_url=self.url + "/v2/der-register",
-            client_id=CLIENT_ID, client_secret=CLIENT_SECRET, participant_id=PARTICIPANT,
-            log_level="WARNING", log_format="json",
-        )
-        values.update(overrides)
-        return Settings(**values)
+    def peak_rss_mb(self) -> float:
+        assert self.process is not None
+        return rss_mb(self.process.pid)
 
 
-def rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB.
+def simulator_settings(url: str, database_url: str, **overrides: Any) -> Any:
+    """dersync's settings aimed at the simulator at `url`, with the store at `database_url`."""
+    from dersync.settings import Settings
+
+    values: dict[str, Any] = dict(
+        database_url=database_url,
+        oauth_token_url=url + "/oauth/v1/token",
+        nmi_api_url=url + "/wem/v1/der-register",
+        installation_api_url=url + "/v2/der-register",
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, participant_id=PARTICIPANT,
+        log_level="WARNING", log_format="json",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Peak resident set size of a process (this one by default) so far, in MB.
 
     Linux's VmHWM, not getrusage's ru_maxrss: a child started by fork and exec inherits the
     parent's ru_maxrss, so every memory child reported the benchmark runner's own peak.
     """
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start this process's VmHWM again from its current RSS (Linux 4.0+), so that the next
+    `rss_mb()` is the peak of what follows; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+            clear.write("5")
+    except OSError:
+        return False
+    return True
 
 
 #: Client settings with AEMO's limit lifted (the simulator is started with it lifted too).
@@ -243,7 +263,10 @@ def write_results(results: list[Result], command: str) -> Path:
 
 
 def main() -> None:
-    import benchmarks.cases  # noqa: F401 - registers the benchmarks
+    import benchmarks.cases
+    import benchmarks.scale_cases
+
+    del benchmarks.cases, benchmarks.scale_cases  # imported to register their benchmarks
 
     # Run as a script this module is __main__; the registry that cases.py filled is the one
     # in the imported `benchmarks.run`.
@@ -266,8 +289,14 @@ def main() -> None:
                              "(default: $DERSYNC_TEST_POSTGRES_URL)")
     parser.add_argument("--headroom-repeat", type=int, default=3, help="headroom passes per store (median kept)")
     parser.add_argument("--initial-records", type=int, default=10_000, help="new records for initial_load")
+    parser.add_argument("--sizes", default="10000,100000",
+                        help="store sizes for the scale_* benchmarks (1000000 works too: see benchmarks/README.md)")
+    parser.add_argument("--exceptions", type=int, default=100_000, help="validation exceptions for scale_status")
+    parser.add_argument("--cli-timeout", type=float, default=120.0,
+                        help="scale_status: stop a command still running after this many seconds")
     args = parser.parse_args()
     args.stores = [kind.strip() for kind in args.stores.split(",") if kind.strip()]
+    args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)} (known: {', '.join(BENCHMARKS)})")
