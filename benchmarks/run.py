@@ -289,6 +289,7 @@ def main() -> None:
                              "(default: $DERSYNC_TEST_POSTGRES_URL)")
     parser.add_argument("--headroom-repeat", type=int, default=3, help="headroom passes per store (median kept)")
     parser.add_argument("--initial-records", type=int, default=10_000, help="new records for initial_load")
+    parser.add_argument("--outage-seconds", type=float, default=180.0, help="outage: how long AEMO answers 503")
     parser.add_argument("--sizes", default="10000,100000",
                         help="store sizes for the scale_* benchmarks (1000000 works too: see benchmarks/README.md)")
     parser.add_argument("--exceptions", type=int, default=100_000, help="validation exceptions for scale_status")
