@@ -252,11 +252,15 @@ async def run_command(ctx: Context) -> int:
 @click.option("--rate-limit", default=6000, show_default=True, type=int, help="Requests per 60 s window.")
 @click.option("--fault-rate", default=0.0, show_default=True, type=float, help="Share of API calls that fail.")
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to each answer.")
+@click.option("--outage-after-requests", default=None, type=int,
+              help="Answer 503 to every API call once this many have been admitted ...")
+@click.option("--outage-seconds", default=0.0, show_default=True, type=float, help="... for this many seconds.")
 @click.option("--state-file", default=None, type=click.Path(dir_okay=False), help="Keep the register in this file.")
 @click.option("--response-shape", type=click.Choice(["wrapped", "bare"]), default="wrapped", show_default=True)
 @run_async
 async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rate_limit: int,
-                    fault_rate: float, latency: float, state_file: str | None, response_shape: str) -> int:
+                    fault_rate: float, latency: float, outage_after_requests: int | None, outage_seconds: float,
+                    state_file: str | None, response_shape: str) -> int:
     """Run the project's AEMO simulator (OAuth, NMI and Installation APIs) for testing.
 
     It accepts client id dersync-demo with secret demo-secret, and any participant id (any
@@ -276,7 +280,8 @@ async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rat
     configure_logging(Settings(log_format=None))
     config = SimulatorConfig(token_lifetime_seconds=token_lifetime, rate_limit_per_minute=rate_limit,
                              fault_rate=fault_rate, latency_seconds=latency, state_file=state_file,
-                             response_shape=response_shape)
+                             response_shape=response_shape, outage_after_requests=outage_after_requests,
+                             outage_seconds=outage_seconds)
     await serve_forever(config, host, port)
     return 0
 
