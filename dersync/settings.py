@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import re
 import ssl
@@ -22,9 +23,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,6 +36,7 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     InitSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SecretsSettingsSource,
     SettingsConfigDict,
@@ -42,13 +44,16 @@ from pydantic_settings import (
 )
 
 from dersync.errors import ConfigError
-from dersync.vocabulary import Role, values
+from dersync.vocabulary import RemovedEquipment, Role, values
 
 ENV_PREFIX = "DERSYNC_"
 DEFAULT_CONFIG_FILE = Path("config/dersync.toml")
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 #: AEMO's documented payload limit (10 MB per request or response, compressed or not).
 MAX_PAYLOAD_BYTES = 10_000_000
+
+#: A day as the settings spell it (date.fromisoformat alone would also take 20261224 or 2026-W52-4).
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 #: The error type of the model validator's problems; its context lists them (setting, problem).
 _TOGETHER = "dersync_settings_together"
@@ -147,6 +152,9 @@ class Settings(BaseSettings):
     tls_client_cert: Path | None = None
     tls_client_key: Path | None = None
     tls_ca_bundle: Path | None = None
+    #: The daemon warns at start when the client certificate expires within this many days (it
+    #: also exposes the expiry on /metrics, for an alert).
+    tls_client_cert_warning_days: int = Field(default=30, ge=1, le=365)
 
     # --- transport
     rate_limit_per_minute: int = Field(default=6000, ge=1)
@@ -198,6 +206,23 @@ class Settings(BaseSettings):
     #: Serve the admin endpoints and the console over HTTPS with this certificate and key.
     admin_tls_cert: Path | None = None
     admin_tls_key: Path | None = None
+    # --- the DER lifecycle: equipment the store no longer lists
+    removed_equipment: RemovedEquipment = RemovedEquipment.REPORT
+    decommissioned_status: str = Field(default="Decommissioned", min_length=1)
+
+    # --- the submission ledger
+    ledger_retention_days: int = Field(default=2555, ge=1)
+    ledger_body_retention_days: int = Field(default=400, ge=0)
+
+    # --- compliance deadlines (dersync.compliance)
+    #: Business days after the commissioning date within which AEMO must have accepted an AC
+    #: connection (the NEM's figure; set the WEM procedure's).
+    submission_deadline_business_days: int = Field(default=20, ge=1, le=260)
+    #: Days that are no business days beyond weekends and WA public holidays (the calendar of the
+    #: `holidays` package): a TOML list of dates, or in the environment a JSON list or commas.
+    extra_non_business_days: Annotated[list[date], NoDecode] = []
+    #: A connection due within this many business days counts in dersync_compliance_due_soon.
+    deadline_warning_days: int = Field(default=5, ge=0)
 
     enumerations: Enumerations = Enumerations()
 
@@ -316,6 +341,38 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Australia/Perth')") from None
         return value
 
+    @field_validator("extra_non_business_days", mode="before")
+    @classmethod
+    def _list_of_days(cls, value: Any) -> list[date]:
+        """Dates as YYYY-MM-DD: a TOML list (of dates or strings), or from the environment a JSON
+        list or a comma-separated list. Every value that is no such date is named in one line."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    raise ValueError(f"{text!r} is neither a JSON list nor comma-separated dates") from None
+            else:
+                value = [item for item in (part.strip() for part in text.split(",")) if item]
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a list of dates (YYYY-MM-DD)")
+        days: set[date] = set()
+        bad: list[str] = []
+        for item in value:
+            if isinstance(item, date) and not isinstance(item, datetime):
+                days.add(item)
+            elif isinstance(item, str) and _ISO_DAY.fullmatch(item.strip()):
+                try:
+                    days.add(date.fromisoformat(item.strip()))
+                except ValueError:
+                    bad.append(repr(item))
+            else:
+                bad.append(repr(item if isinstance(item, str) else str(item)))
+        if bad:
+            raise ValueError(f"{', '.join(bad)} {'is no date' if len(bad) == 1 else 'are no dates'} (YYYY-MM-DD)")
+        return sorted(days)
+
     @field_validator("reconcile_cron")
     @classmethod
     def _crontab(cls, value: str) -> str:
@@ -335,7 +392,7 @@ class Settings(BaseSettings):
     def _settings_that_go_together(self) -> Settings:
         """Checks of several settings at once. Pydantic runs this only when every field is valid,
         so a missing file is reported once, by its field, and not again here."""
-        problems = (self._tls_client_problems() + self._database_password_problems()
+        problems = (self._tls_client_problems() + self._database_password_problems() + self._ledger_problems()
                     + self._auth_proxy_problems() + self._admin_tls_problems())
         if problems:
             summary = "; ".join(f"{name}: {problem}" for name, problem in problems)
@@ -347,6 +404,14 @@ class Settings(BaseSettings):
             url = make_url(self.database_url).set(password=self.database_password.get_secret_value())
             self.database_url = url.render_as_string(hide_password=False)
         return self
+
+    def _ledger_problems(self) -> list[tuple[str, str]]:
+        """Bodies go before their rows: a longer body retention would keep nothing more."""
+        if self.ledger_body_retention_days > self.ledger_retention_days:
+            return [("ledger_body_retention_days", f"{self.ledger_body_retention_days} is longer than "
+                                                   f"{ENV_PREFIX}LEDGER_RETENTION_DAYS ({self.ledger_retention_days}): "
+                                                   "a body is pruned with its row at the latest")]
+        return []
 
     def _database_password_problems(self) -> list[tuple[str, str]]:
         """A password file that would be ignored, or that disagrees with a password in the URL,

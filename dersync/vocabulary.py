@@ -96,6 +96,11 @@ class ExceptionAge(StrEnum):
     WEEK = "7d"  # within the last 7 days
     MONTH = "30d"  # within the last 30 days
     OLDER = "older"  # more than 30 days ago
+class RemovedEquipment(StrEnum):
+    """What to do about equipment AEMO holds that the store's record no longer lists."""
+
+    REPORT = "report"  # an open local exception REMOVED_IN_STORE; nothing is sent for it
+    DECOMMISSION = "decommission"  # the next write sends it with the decommissioned status, once
 
 
 class PassKind(StrEnum):
@@ -108,6 +113,24 @@ class PassStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+
+class ComplianceState(StrEnum):
+    """Where an AC connection stands against its submission deadline (README, "Compliance
+    deadlines"): judged from its commissioning date and its first acceptance at AEMO."""
+
+    MET = "met"  # first accepted on or before its deadline
+    LATE = "late"  # first accepted after its deadline
+    OVERDUE = "overdue"  # not accepted, and the deadline has passed
+    DUE = "due"  # not accepted, the deadline still ahead
+    NOT_APPLICABLE = "not_applicable"  # no commissioning date: no deadline
+
+
+class AcceptanceRule(StrEnum):
+    """Which time a connection's first acceptance was recorded with."""
+
+    ANSWERED = "answered"  # dersync's request added it: when AEMO's successful answer came
+    HELD_AT_AEMO = "held_at_aemo"  # AEMO held it before this request: AEMO's own recordCreationDate
 
 
 def values(words: type[StrEnum]) -> list[str]:

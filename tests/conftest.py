@@ -7,9 +7,11 @@ test then gets a fresh database of its own.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,47 @@ async def store(settings: Settings) -> AsyncIterator[Store]:
         yield store
     finally:
         await store.close()
+
+
+#: `client_certificate(not_after)` -> (certificate file, key file)
+CertificateMaker = Callable[..., tuple[Path, Path]]
+
+
+@pytest.fixture
+def client_certificate(tmp_path: Path) -> CertificateMaker:
+    """`client_certificate(not_after, chain=False)`: a TLS client certificate valid until
+    `not_after`, issued by a throwaway CA, and its unencrypted key, as PEM files under the test's
+    folder. With `chain`, the certificate file holds the CA's certificate after the client's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("dersync-test-ca")).issuer_name(name("dersync-test-ca"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(days=400)).not_valid_after(now + timedelta(days=400))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    numbers = itertools.count(1)
+
+    def make(not_after: datetime, *, chain: bool = False) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder().subject_name(name("dersync-client")).issuer_name(ca.subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(min(now, not_after) - timedelta(days=30)).not_valid_after(not_after)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        number = next(numbers)
+        cert_file, key_file = tmp_path / f"client-{number}.pem", tmp_path / f"client-{number}.key"
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        cert_file.write_bytes(pem + ca.public_bytes(serialization.Encoding.PEM) if chain else pem)
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        return cert_file, key_file
+
+    return make

@@ -269,3 +269,43 @@ def test_admin_tls_needs_both_files_and_a_loadable_pair(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         load_with(tmp_path, environ={"DERSYNC_ADMIN_TLS_CERT": str(cert), "DERSYNC_ADMIN_TLS_KEY": str(cert)})
     assert refused.value.problems[0].startswith("DERSYNC_ADMIN_TLS_CERT: cannot load")
+# --- compliance deadlines ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("toml", "environ"),
+    [
+        ('extra_non_business_days = [2026-12-31, "2026-12-24"]\n', {}),
+        ("", {"DERSYNC_EXTRA_NON_BUSINESS_DAYS": "2026-12-24, 2026-12-31"}),
+        ("", {"DERSYNC_EXTRA_NON_BUSINESS_DAYS": '["2026-12-31", "2026-12-24", "2026-12-24"]'}),
+    ],
+    ids=["toml-list", "env-commas", "env-json"],
+)
+def test_extra_non_business_days_are_read_from_a_toml_list_or_a_json_or_comma_list(
+    tmp_path: Path, toml: str, environ: dict[str, str]
+) -> None:
+    """The extra days off come as a TOML list (dates or strings) in the file, and as a JSON list
+    or comma-separated dates in the environment; each becomes one date, in order."""
+    from datetime import date
+
+    settings = load_with(tmp_path, toml, environ)
+    assert settings.extra_non_business_days == [date(2026, 12, 24), date(2026, 12, 31)]
+    assert load_with(tmp_path, "", {"DERSYNC_EXTRA_NON_BUSINESS_DAYS": ""}).extra_non_business_days == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"DERSYNC_EXTRA_NON_BUSINESS_DAYS": "2026-02-30,xmas,20261224"},
+         ["DERSYNC_EXTRA_NON_BUSINESS_DAYS: '2026-02-30', 'xmas', '20261224' are no dates (YYYY-MM-DD)"]),
+        ({"DERSYNC_EXTRA_NON_BUSINESS_DAYS": "[2026-12-24"},
+         ["DERSYNC_EXTRA_NON_BUSINESS_DAYS: '[2026-12-24' is neither a JSON list nor comma-separated dates"]),
+        ({"DERSYNC_SUBMISSION_DEADLINE_BUSINESS_DAYS": "0", "DERSYNC_DEADLINE_WARNING_DAYS": "-1"},
+         ["DERSYNC_SUBMISSION_DEADLINE_BUSINESS_DAYS: Input should be greater than or equal to 1",
+          "DERSYNC_DEADLINE_WARNING_DAYS: Input should be greater than or equal to 0"]),
+    ],
+)
+def test_bad_deadline_settings_are_one_line_each(tmp_path: Path, environ: dict[str, str],
+                                                  expected: list[str]) -> None:
+    """A value that is no date (naming every bad one), a list that cannot be read, and a
+    deadline or warning figure out of range are each one `DERSYNC_<NAME>: problem` line."""
+    assert problems_for(tmp_path, "", environ) == expected

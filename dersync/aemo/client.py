@@ -10,7 +10,7 @@ request budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -20,6 +20,7 @@ from .auth import TokenProvider
 from .installation_api import InstallationApi
 from .nmi_api import NmiApi
 from .pacing import Pacer
+from .sent import SentRequest
 from .transport import Transport
 
 
@@ -68,6 +69,14 @@ class AemoClient:
         transport = self.transport.stats
         return ClientStats(requests_by=dict(transport.requests), throttled=transport.throttled,
                            retries=transport.retries, token_refreshes=self.tokens.refreshes)
+
+    def take_sent(self, pass_id: int | None) -> list[SentRequest]:
+        """Requests sent for this pass (None: outside any pass) and not yet taken: for the ledger."""
+        return self.transport.sent.take(pass_id)
+
+    def put_back_sent(self, requests: Sequence[SentRequest]) -> None:
+        """Requests the store could not take now: they go with the next take."""
+        self.transport.sent.put_back(requests)
 
     async def check_credentials(self) -> None:
         """Fetch a token now, so bad credentials fail fast with `AuthError` before any work."""

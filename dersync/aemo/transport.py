@@ -26,17 +26,17 @@ methods (which includes PUT) on a dropped keep-alive connection is switched off 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import os
 import socket
 import ssl
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import structlog
@@ -56,6 +56,7 @@ from dersync.wording import plural
 from .auth import TokenProvider
 from .pacing import Pacer
 from .responses import AemoResponse, parse_response
+from .sent import CURRENT_PASS, SentBody, SentLog, SentRequest
 
 log = structlog.get_logger("dersync.aemo")
 
@@ -133,25 +134,41 @@ def _failure_from(response: AemoResponse, *, safe_for_writes: bool) -> _Failure:
     )
 
 
-def encode_body(json_body: Any, *, compress: bool, max_bytes: int) -> tuple[bytes, dict[str, str]]:
+def encode_body(json_body: Any, *, compress: bool, max_bytes: int) -> SentBody:
     """Serialise compactly, check AEMO's size limit before anything is sent, gzip if asked.
 
-    Returns the bytes to send and any extra headers. Raises `PayloadTooLarge` naming the size.
+    Raises `PayloadTooLarge` naming the size, compressed or not (AEMO counts both).
     """
     raw = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     if len(raw) > max_bytes:
         raise PayloadTooLarge(
             f"request body is {len(raw):,} bytes, over AEMO's limit of {max_bytes:,} bytes; it was not sent"
         )
-    if not compress:
-        return raw, {}
-    packed = gzip.compress(raw, compresslevel=6)
-    if len(packed) > max_bytes:  # incompressible and near the limit: AEMO counts the compressed size too
+    body = SentBody.of(raw, compress=compress)
+    if len(body.wire) > max_bytes:  # incompressible and near the limit
         raise PayloadTooLarge(
-            f"request body is {len(packed):,} bytes gzip-compressed, over AEMO's limit of {max_bytes:,} bytes; "
+            f"request body is {len(body.wire):,} bytes gzip-compressed, over AEMO's limit of {max_bytes:,} bytes; "
             "it was not sent"
         )
-    return packed, {"Content-Encoding": "gzip"}
+    return body
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical request: where it goes, what it carries, and how logs and the ledger name it."""
+
+    api: Api
+    method: str
+    url: str
+    params: Mapping[str, str] | None
+    ledger_path: str  # below the API's base URL, with the query
+    nmi: str | None
+    operation: str
+    body: SentBody | None
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return {"api": self.api, "method": self.method, "nmi": self.nmi, "operation": self.operation}
 
 
 def make_ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -179,6 +196,8 @@ class Transport:
         self.pacer = pacer
         self._guard = guard
         self.stats = TransportStats()
+        #: Requests sent and not yet stored in the ledger (their owners take them).
+        self.sent = SentLog()
         self._bases: dict[str, str] = {"nmi": settings.nmi_api_url, "installation": settings.installation_api_url}
         self._session: aiohttp.ClientSession | None = None
         # In-flight requests never exceed the connection pool, so a request that passed the pacer
@@ -226,19 +245,17 @@ class Transport:
     ) -> AemoResponse:
         """Send one logical request (with its retries) and return AEMO's business answer."""
         method = method.upper()
-        body: bytes | None = None
-        body_headers: dict[str, str] = {}
+        body = None
         if json_body is not None:
-            body, body_headers = encode_body(
-                json_body, compress=self.settings.compress_requests, max_bytes=self.settings.max_payload_bytes
-            )
-        url = self._bases[api] + path
-        context = dict(api=api, method=method, nmi=nmi, operation=operation)
+            body = encode_body(json_body, compress=self.settings.compress_requests,
+                               max_bytes=self.settings.max_payload_bytes)
+        call = _Call(api, method, self._bases[api] + path, params,
+                     path + ("?" + urlencode(params) if params else ""), nmi, operation, body)
         progress = _Progress()
         while True:
             progress.attempts += 1
             token = await self.tokens.token()
-            result = await self._attempt(url, method, body, body_headers, params, token, context, progress.attempts)
+            result = await self._attempt(call, token, progress.attempts)
             if isinstance(result, AemoResponse):
                 outcome = classify_status(result.status, method)
                 if outcome == "response":
@@ -287,44 +304,36 @@ class Transport:
         if token not in self._proven_tokens:
             self._proven_tokens.append(token)
 
-    async def _attempt(
-        self,
-        url: str,
-        method: str,
-        body: bytes | None,
-        body_headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-        token: str,
-        context: dict[str, Any],
-        attempt: int,
-    ) -> AemoResponse | _Failure:
+    async def _attempt(self, call: _Call, token: str, attempt: int) -> AemoResponse | _Failure:
         """One HTTP exchange: an `AemoResponse` for any status, or a `_Failure` if none came back."""
         if self._session is None:
             raise RuntimeError("Transport.start() was not called")
-        headers = self._headers(token, body_headers)
-        started = time.monotonic()
+        headers = self._headers(token, call.body.headers if call.body is not None else {})
+        data = call.body.wire if call.body is not None else None
         async with self._slots:
             await self.pacer.acquire()
             if self._guard is not None:
                 self._guard()
+            started, sent_at = time.monotonic(), datetime.now(UTC)
             try:
-                async with self._session.request(method, url, data=body, params=params, headers=headers) as resp:
+                async with self._session.request(call.method, call.url, data=data, params=call.params,
+                                                 headers=headers) as resp:
                     raw = await resp.read()
                     response = parse_response(resp.status, raw, resp.headers)
             except aiohttp.ClientConnectorCertificateError as exc:
-                raise FatalError(f"TLS certificate check failed for {context['api']} API: {exc.certificate_error}; "
+                raise FatalError(f"TLS certificate check failed for {call.api} API: {exc.certificate_error}; "
                                  "check tls_ca_bundle") from None
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # Nothing reached AEMO: safe to repeat, even a write.
                 self.stats.refused += 1
-                return self._no_answer(context, attempt, started, "cannot connect", exc, safe=True)
+                return self._no_answer(call, attempt, started, sent_at, "cannot connect", exc, safe=True)
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 self.stats.timeouts += 1
-                return self._no_answer(context, attempt, started, "timed out", exc, safe=False)
+                return self._no_answer(call, attempt, started, sent_at, "timed out", exc, safe=False)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 self.stats.dropped += 1
-                return self._no_answer(context, attempt, started, "connection dropped", exc, safe=False)
-        self._record(response, context, attempt, started)
+                return self._no_answer(call, attempt, started, sent_at, "connection dropped", exc, safe=False)
+        self._record(response, call, attempt, started, sent_at)
         return response
 
     def _headers(self, token: str, body_headers: Mapping[str, str]) -> dict[str, str]:
@@ -342,23 +351,37 @@ class Transport:
             headers["x-apikey"] = s.api_key.get_secret_value()
         return headers
 
-    def _record(self, response: AemoResponse, context: dict[str, Any], attempt: int, started: float) -> None:
-        """Count the answer and log one event for it (never headers, tokens or bodies)."""
+    def _record(self, response: AemoResponse, call: _Call, attempt: int, started: float, sent_at: datetime) -> None:
+        """Count the answer, log one event for it (never headers, tokens or bodies), and keep it
+        for the ledger."""
         status = response.status
-        self.stats.requests[(context["api"], context["method"], status)] += 1
+        self.stats.requests[(call.api, call.method, status)] += 1
         if status == 429:
             self.stats.throttled += 1
-        quiet = response.ok and context["method"] == "GET"
+        quiet = response.ok and call.method == "GET"
         emit = log.debug if quiet else (log.info if status < 500 and status != 429 else log.warning)
-        emit("aemo.response", **context, status=status, transactionId=response.transaction_id, attempt=attempt,
+        emit("aemo.response", **call.context, status=status, transactionId=response.transaction_id, attempt=attempt,
              ms=round((time.monotonic() - started) * 1000))
+        codes = [p.code for p in (*response.errors, *response.exceptions) if p.code]
+        self._keep(call, attempt, sent_at, status=status, transaction_id=response.transaction_id, codes=codes)
 
-    def _no_answer(self, context: dict[str, Any], attempt: int, started: float, what: str,
+    def _no_answer(self, call: _Call, attempt: int, started: float, sent_at: datetime, what: str,
                    exc: BaseException, *, safe: bool) -> _Failure:
         reason = f"{what}: {type(exc).__name__}"
-        log.warning("aemo.no_response", **context, status=None, transactionId=None, attempt=attempt,
+        log.warning("aemo.no_response", **call.context, status=None, transactionId=None, attempt=attempt,
                     error=reason, ms=round((time.monotonic() - started) * 1000))
+        self._keep(call, attempt, sent_at, error=reason)
         return _Failure(reason=reason, safe_for_writes=safe)
+
+    def _keep(self, call: _Call, attempt: int, sent_at: datetime, *, status: int | None = None,
+              error: str | None = None, transaction_id: str | None = None, codes: Sequence[str] = ()) -> None:
+        body = call.body
+        self.sent.add(SentRequest(
+            sent_at=sent_at, answered_at=datetime.now(UTC) if status is not None else None, nmi=call.nmi,
+            api=call.api, method=call.method, path=call.ledger_path, status=status, error=error,
+            transaction_id=transaction_id, codes=tuple(codes), attempt=attempt, pass_id=CURRENT_PASS.get(),
+            body_sha256=body.sha256 if body is not None else None, body_gzip=body.gzipped if body is not None else None,
+        ))
 
 
 def _fatal_message(response: AemoResponse, method: str, path: str) -> str:

@@ -98,6 +98,12 @@ async def do_status(settings: Settings, fmt: str) -> int:
                       + ", ".join(f"{k} {v}" for k, v in summary.items()))
     else:
         click.echo("Last sync pass: none yet")
+    sender = status.get("sender")
+    if sender and sender["holder"]:
+        click.echo(f"Sending to AEMO: {sender['holder']} (lease generation {sender['generation']}, "
+                   f"last renewed {local_time(sender['renewed_at'], zone)})")
+    else:
+        click.echo("Sending to AEMO: no process holds the sender lease")
     last = status.get("last_reconcile")
     if last:
         counts = {k: v for k, v in last["summary"].items() if k.endswith("_at_aemo")}

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import click
 from dersync.errors import ConfigError, DersyncError
 from dersync.logs import configure_logging
 from dersync.settings import Enumerations, Settings, load_settings
-from dersync.vocabulary import DriftKind, Level, Role, values
+from dersync.vocabulary import ComplianceState, DriftKind, Level, Role, values
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
@@ -56,11 +57,11 @@ def run_async(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[
             if ctx.debug:
                 raise
             sys.exit(EXIT_FAILED)
+        except click.ClickException:
+            raise  # a usage error found while running: click prints it and exits 2
         except KeyboardInterrupt:
             click.echo("dersync: interrupted", err=True)
             sys.exit(130)
-        except click.ClickException:
-            raise  # a usage error found while the command ran: click reports it (exit 2)
         except Exception as exc:  # the last line of defence for operators
             if ctx.debug:
                 raise
@@ -159,6 +160,70 @@ async def exceptions_list(ctx: Context, open_only: bool, nmi: str | None, level:
     from dersync.cli.commands import do_exceptions
 
     return await do_exceptions(ctx.settings(), open_only=open_only, nmi=nmi, level=level, fmt=fmt)
+
+
+@cli.command("history")
+@click.argument("nmi")
+@click.option("--aemo", is_flag=True, help="Add AEMO's own versions (GET /installation/{nmi}/history, one request).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def history_command(ctx: Context, nmi: str, aemo: bool, fmt: str) -> int:
+    """One NMI's timeline from the submission ledger, newest first: what was sent, when, AEMO's answer."""
+    from dersync.cli.ledger import do_history
+
+    return await do_history(ctx.settings(), nmi, fmt=fmt, aemo=aemo)
+
+
+@cli.group("ledger")
+def ledger_group() -> None:
+    """The submission ledger: every request sent to AEMO, answered or not."""
+
+
+@ledger_group.command("show")
+@click.argument("entry_id", metavar="ID", type=click.IntRange(min=1))
+@run_async
+async def ledger_show(ctx: Context, entry_id: int) -> int:
+    """Print the body a ledger entry sent (JSON), as AEMO received it."""
+    from dersync.cli.ledger import do_ledger_show
+
+    return await do_ledger_show(ctx.settings(), entry_id)
+
+
+@ledger_group.command("export")
+@click.option("--from", "start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="First day (YYYY-MM-DD, in DERSYNC_TIMEZONE).")
+@click.option("--to", "end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Last day, included (YYYY-MM-DD, in DERSYNC_TIMEZONE).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@run_async
+async def ledger_export(ctx: Context, start: datetime, end: datetime, fmt: str) -> int:
+    """Stream every request sent in a period, for an auditor (flat memory, any size)."""
+    from dersync.cli.ledger import do_ledger_export
+
+    if end < start:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    return await do_ledger_export(ctx.settings(), start.date(), end.date(), fmt)
+
+
+@cli.command("compliance")
+@click.option("--from", "start", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only connections commissioned on or after this day (YYYY-MM-DD).")
+@click.option("--to", "end", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Only connections commissioned on or before this day (YYYY-MM-DD).")
+@click.option("--state", type=click.Choice(values(ComplianceState)), default=None,
+              help="Only connections in this state.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@run_async
+async def compliance_command(ctx: Context, start: datetime | None, end: datetime | None, state: str | None,
+                             fmt: str) -> int:
+    """Each AC connection against its submission deadline (met, late, overdue, due, not_applicable),
+    with a summary by state and by month of commissioning."""
+    from dersync.cli.compliance import do_compliance
+
+    if start is not None and end is not None and end < start:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    return await do_compliance(ctx.settings(), start=start.date() if start else None, end=end.date() if end else None,
+                               state=state, fmt=fmt)
 
 
 @cli.command("status")
@@ -312,11 +377,15 @@ async def run_command(ctx: Context) -> int:
 @click.option("--rate-limit", default=6000, show_default=True, type=int, help="Requests per 60 s window.")
 @click.option("--fault-rate", default=0.0, show_default=True, type=float, help="Share of API calls that fail.")
 @click.option("--latency", default=0.0, show_default=True, type=float, help="Seconds added to each answer.")
+@click.option("--outage-after-requests", default=None, type=int,
+              help="Answer 503 to every API call once this many have been admitted ...")
+@click.option("--outage-seconds", default=0.0, show_default=True, type=float, help="... for this many seconds.")
 @click.option("--state-file", default=None, type=click.Path(dir_okay=False), help="Keep the register in this file.")
 @click.option("--response-shape", type=click.Choice(["wrapped", "bare"]), default="wrapped", show_default=True)
 @run_async
 async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rate_limit: int,
-                    fault_rate: float, latency: float, state_file: str | None, response_shape: str) -> int:
+                    fault_rate: float, latency: float, outage_after_requests: int | None, outage_seconds: float,
+                    state_file: str | None, response_shape: str) -> int:
     """Run the project's AEMO simulator (OAuth, NMI and Installation APIs) for testing.
 
     It accepts client id dersync-demo with secret demo-secret, and any participant id (any
@@ -336,7 +405,8 @@ async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rat
     configure_logging(Settings(log_format=None))
     config = SimulatorConfig(token_lifetime_seconds=token_lifetime, rate_limit_per_minute=rate_limit,
                              fault_rate=fault_rate, latency_seconds=latency, state_file=state_file,
-                             response_shape=response_shape)
+                             response_shape=response_shape, outage_after_requests=outage_after_requests,
+                             outage_seconds=outage_seconds)
     await serve_forever(config, host, port)
     return 0
 

@@ -70,7 +70,10 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, *, zone: tzinfo, columns: S
 #: kind into --kind), and times (folded, "19:2" / "5:02" misreads): never broken over lines.
 #: Free text (detail, fields, diff) wraps instead.
 WHOLE_COLUMNS = frozenset({"nmi", "transactionId", "nspConnectionId", "nspDeviceId", "connectionId", "deviceId",
-                           "code", "kind", "reconcile_pass_id", "firstSeen", "lastSeen", "resolvedAt", "found_at"})
+                           "code", "kind", "reconcile_pass_id", "firstSeen", "lastSeen", "resolvedAt", "found_at",
+                           "time", "ledgerId", "sentAt", "codes",
+                           # dersync compliance
+                           "commissioningDate", "deadline", "acceptedAt", "blockingException", "month"})
 #: Room a column of free text needs at least (its longest word, up to this) for a table to be
 #: worth printing rather than the one-block-per-row layout.
 MIN_FREE_TEXT_WIDTH = 12

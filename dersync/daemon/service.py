@@ -25,19 +25,27 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from dersync.admin import AdminServer, Metrics
+from dersync.admin.certificates import check_client_certificate
 from dersync.aemo.client import AemoClient
 from dersync.console import Console, LiveJobs, Runtime
 from dersync.errors import AuthError, ConfigError, RetriableError
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy, Stopped
 from dersync.settings import Settings
-from dersync.store import Store
+from dersync.store import Store, passes, utcnow
 from dersync.sync import SyncEngine
+from dersync.vocabulary import PassKind, PassStatus
 
 log = structlog.get_logger("dersync.daemon")
 
 #: How far before a pass's start re-drives are looked at again after it (clocks of other hosts).
 REDRIVE_MARGIN = timedelta(minutes=5)
+#: How often the ledger job runs, and how much it prunes per run (batches of rows).
+LEDGER_JOB_SECONDS = 600
+LEDGER_PRUNE_BATCH = 1000
+LEDGER_PRUNE_BATCHES_PER_RUN = 20
+#: How often the compliance gauges are recomputed from the store (a full pass over the records).
+COMPLIANCE_JOB_SECONDS = 600
 
 
 class Service:
@@ -47,6 +55,10 @@ class Service:
         #: Set to halt the sync pass under way (shutdown or lost leadership); a new one per pass.
         self.halt_pass = asyncio.Event()
         self.metrics = Metrics()
+        # What "late" means for each job, so the alerting rules need no copy of the schedule.
+        self.metrics.sync_interval.value = settings.sync_interval_seconds
+        self.metrics.reconcile_interval.value = longest_gap_seconds(
+            CronTrigger.from_crontab(settings.reconcile_cron, timezone=settings.zone), datetime.now(UTC))
         self.store: Store | None = None
         self.client: AemoClient | None = None
         self.leadership: Leadership | None = None
@@ -70,6 +82,7 @@ class Service:
 
     async def run(self) -> int:
         self._check_configuration()
+        check_client_certificate(self.settings, self.metrics)
         self._install_signal_handlers()
         self.store = await Store.open(self.settings.database_url,
                                       busy_timeout_seconds=self.settings.sqlite_busy_timeout_seconds)
@@ -183,12 +196,27 @@ class Service:
         scheduler.add_job(self._as_job("reconcile", self.reconcile_job),
                           CronTrigger.from_crontab(self.settings.reconcile_cron, timezone=zone), id="reconcile",
                           misfire_grace_time=3600, **common)
+        scheduler.add_job(self._as_job("ledger", self.ledger_job), IntervalTrigger(seconds=LEDGER_JOB_SECONDS),
+                          id="ledger", misfire_grace_time=LEDGER_JOB_SECONDS, **common)
         # Every replica, leader or standby, keeps a valid token (a cached one costs no request),
         # so that readiness is true and a standby can take over without waiting for one.
         scheduler.add_job(self.token_job,
                           IntervalTrigger(seconds=max(1.0, self.settings.token_refresh_margin_seconds / 2)),
                           id="token", misfire_grace_time=60, **common)
+        # Every replica refreshes the compliance gauges (it only reads the store), so that a
+        # scrape of any replica shows them.
+        scheduler.add_job(self.compliance_job, IntervalTrigger(seconds=COMPLIANCE_JOB_SECONDS), id="compliance",
+                          next_run_time=datetime.now(UTC), misfire_grace_time=COMPLIANCE_JOB_SECONDS, **common)
         return scheduler
+
+    async def compliance_job(self) -> None:
+        assert self.store is not None
+        try:
+            counts = await self.metrics.refresh_compliance(self.store, self.settings)
+        except Exception as exc:
+            log.warning("daemon.compliance.failed", error=str(exc))
+            return
+        log.info("compliance.refreshed", due_soon=counts.due_soon, **counts.by_state)
 
     async def token_job(self) -> None:
         assert self.client is not None
@@ -201,8 +229,13 @@ class Service:
         except RetriableError as exc:
             log.warning("daemon.token.unavailable", error=str(exc))
 
-    def _as_job(self, name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        """Wrap a job so shutdown can wait for it and one failure never kills the scheduler."""
+    def _as_job(self, name: str, body: Callable[[], Awaitable[str | None]]) -> Callable[[], Awaitable[None]]:
+        """Wrap a job so shutdown can wait for it and one failure never kills the scheduler.
+
+        A job that runs a pass returns how it ended (a `PassStatus`): ok counts as a success on
+        /metrics, failed (an error, or a pass the store records as failed) as a failure, and an
+        interrupted pass (shutdown, lost leadership) as neither. A job with no pass of its own
+        (the ledger) returns None: having run is its success."""
 
         async def job() -> None:
             if self.stopping.is_set():
@@ -215,19 +248,24 @@ class Service:
             self._jobs.add(task)
             started = time.monotonic()
             try:
-                await body()
+                outcome = await body()
                 while name == "sync" and self._pass_again and not self.stopping.is_set() and self._may_send():
                     self._pass_again = False  # asked for during that pass (a re-drive): one more now
-                    await body()
-                self.metrics.job_succeeded(name, time.time(), time.monotonic() - started)
+                    outcome = await body()
+                if outcome in (None, PassStatus.OK):
+                    self.metrics.job_succeeded(name, time.time(), time.monotonic() - started)
+                elif outcome == PassStatus.FAILED:
+                    self.metrics.job_failed(name, time.time())
                 if name == "sync":
                     self._sync_failures = 0
             except AuthError as exc:
                 self.credentials_refused = True
+                self.metrics.job_failed(name, time.time())
                 log.error(f"daemon.{name}.failed", error=str(exc))
             except asyncio.CancelledError:
                 log.warning(f"daemon.{name}.cancelled")
             except Exception as exc:
+                self.metrics.job_failed(name, time.time())
                 log.error(f"daemon.{name}.failed", error=str(exc), error_type=type(exc).__name__)
                 if name == "sync":
                     self._sync_again_soon()
@@ -266,7 +304,7 @@ class Service:
 
     # --- jobs ----------------------------------------------------------------------------------
 
-    async def sync_job(self) -> None:
+    async def sync_job(self) -> str:
         assert self.store is not None and self.client is not None
         self.halt_pass = asyncio.Event()
         if self.stopping.is_set():
@@ -286,17 +324,41 @@ class Service:
         self.totals["passes"] += 1
         for key in ("created", "updated", "rejected_local", "rejected_schema", "rejected_first", "requests"):
             self.totals[key] += getattr(summary, key)
+        # As the engine records it: a pass told to stop ends "interrupted".
+        return PassStatus.INTERRUPTED if self.halt_pass.is_set() else PassStatus.OK
 
-    async def reconcile_job(self) -> None:
+    async def ledger_job(self) -> None:
+        """Store requests sent outside any pass, and prune the ledger past its retention, a few
+        small batches per run (a backlog is worked off over several runs, never holding the
+        store for long or delaying a pass)."""
+        assert self.store is not None and self.client is not None
+        await self.store.append_ledger(self.client.take_sent(None))
+        now = utcnow()
+        rows_before = now - timedelta(days=self.settings.ledger_retention_days)
+        bodies_before = now - timedelta(days=self.settings.ledger_body_retention_days)
+        rows = bodies = 0
+        for _ in range(LEDGER_PRUNE_BATCHES_PER_RUN):
+            deleted, dropped = await self.store.prune_ledger(rows_before=rows_before, bodies_before=bodies_before,
+                                                             batch_size=LEDGER_PRUNE_BATCH)
+            rows, bodies = rows + deleted, bodies + dropped
+            if not deleted and not dropped:
+                break
+            await asyncio.sleep(0)  # other work (a pass) gets the store between batches
+        if rows or bodies:
+            log.info("ledger.pruned", rows=rows, bodies=bodies, rows_before=rows_before.isoformat(),
+                     bodies_before=bodies_before.isoformat())
+
+    async def reconcile_job(self) -> str:
         from dersync.reconcile.reconciler import reconcile
 
         assert self.store is not None and self.client is not None
         self.live.started("reconcile")
         try:
-            await reconcile(self.settings, self.store, self.client, repair=self.settings.reconcile_repair)
+            report = await reconcile(self.settings, self.store, self.client, repair=self.settings.reconcile_repair)
         finally:
             self.live.finished("reconcile")
         self.totals["reconciliations"] += 1
+        return report.status
 
     # --- admin views ---------------------------------------------------------------------------
 
@@ -329,5 +391,33 @@ class Service:
         return "none"
 
     async def status(self) -> dict[str, Any]:
+        """The store's status, and its last successful reconciliation (for /metrics)."""
         assert self.store is not None
-        return await self.store.status()
+        status = await self.store.status()
+        async with self.store.transaction() as connection:
+            status["last_successful_reconcile"] = await passes.last_pass(connection, PassKind.RECONCILE,
+                                                                         successful=True)
+        return status
+
+
+#: How far ahead `longest_gap_seconds` looks, and how many runs it reads at most.
+GAP_HORIZON = timedelta(days=400)
+GAP_RUNS = 1000
+
+
+def longest_gap_seconds(trigger: CronTrigger, now: datetime) -> float:
+    """The longest time between two consecutive runs of `trigger` from `now` on, over the next
+    `GAP_HORIZON` (at most `GAP_RUNS` runs), in the trigger's zone (so with what daylight saving
+    does to it): a day for `0 2 * * *`, three days for `0 2 * * 1-5`, a week for `0 2 * * 1`. A
+    schedule that runs less than twice in that horizon gets the horizon itself."""
+    longest = 0.0
+    previous: datetime | None = None
+    end = now + GAP_HORIZON
+    for _ in range(GAP_RUNS):
+        fire = trigger.get_next_fire_time(previous, previous or now)
+        if fire is None or fire > end:
+            break
+        if previous is not None:
+            longest = max(longest, (fire - previous).total_seconds())
+        previous = fire
+    return longest or GAP_HORIZON.total_seconds()

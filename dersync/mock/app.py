@@ -3,7 +3,8 @@
 Per NMI / Installation API request, in this order (first failure answers):
 
 1. throttle (429; rejected requests do not count toward the window)
-2. fault injection (``fault_rate``: 500, 503, drop, drop_after_apply, or slow)
+2. an outage window (``outage_after_requests`` / ``outage_seconds``: 503 for a fixed time), then
+   fault injection (``fault_rate``: 500, 503, drop, drop_after_apply, or slow)
 3. routing: unknown path 404, known path with the wrong method 405
 4. ``x-apikey`` when configured, then the bearer token (401)
 5. ``X-initiatingParticipantID`` and ``X-market: WEM`` (400), participant mismatch (403)
@@ -69,6 +70,10 @@ class Simulator:
         self.port = port
         self._runner: web.AppRunner | None = None
         self._flusher: asyncio.Task[None] | None = None
+        #: NMI / Installation API requests that passed the throttle (what starts an outage).
+        self.admitted = 0
+        #: When the configured outage began (the simulator's monotonic clock), once it has.
+        self.outage_started: float | None = None
 
     # URLs -------------------------------------------------------------------------------
     @property
@@ -156,6 +161,29 @@ class Simulator:
         if cfg.fault_rate <= 0 or self._fault_rng.random() >= cfg.fault_rate:
             return None
         return self._fault_rng.choice(cfg.fault_kinds)
+
+    def in_outage(self) -> bool:
+        """Count one admitted API request; True while the configured outage lasts.
+
+        The outage begins with the first request after ``outage_after_requests`` have been
+        admitted and lasts ``outage_seconds`` by the simulator's clock, whatever is sent meanwhile.
+        """
+        self.admitted += 1
+        cfg = self.config
+        if cfg.outage_after_requests is None or cfg.outage_seconds <= 0:
+            return False
+        now = self.clock.monotonic()
+        if self.outage_started is None:
+            if self.admitted <= cfg.outage_after_requests:
+                return False
+            self.outage_started = now
+            log.warning("aemo_simulator_outage_started", seconds=cfg.outage_seconds)
+        return now < self.outage_started + cfg.outage_seconds
+
+    def outage(self) -> dict[str, float | None]:
+        """When the outage began and ends (monotonic clock; None before it began)."""
+        started = self.outage_started
+        return {"started": started, "ends": None if started is None else started + self.config.outage_seconds}
 
     def oauth_fault(self) -> bool:
         rate = self.config.oauth_fault_rate
@@ -595,7 +623,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return _respond(reply, txid)
     st.max_requests_in_any_window = max(st.max_requests_in_any_window, sim.throttle.max_in_window)
 
-    # 2. faults ----------------------------------------------------------------------------
+    # 2. outage, then faults ------------------------------------------------------------------
+    if sim.in_outage():
+        # AEMO's API is down behind its gateway: 503, nothing applied, however often it is asked.
+        st.faults["outage_503"] += 1
+        if cfg.latency_seconds:
+            await asyncio.sleep(cfg.latency_seconds)
+        st.record_request(method, path, name, 503, txid, agent)
+        return _respond(error_reply(503, txid, _e(503, "Service Unavailable", "The API is not currently available")),
+                        txid)
     fault = sim.pick_fault()
     if fault is not None:
         st.faults[fault] += 1
@@ -632,6 +668,9 @@ async def admin(request: web.Request, sim: Simulator) -> web.Response:
         return web.json_response({"status": "ok"})
     if request.path == "/_sim/state" and request.method == "GET":
         return web.json_response(sim.state.snapshot())
+    if request.path == "/_sim/counters" and request.method == "GET":
+        # The counters alone: a register of a million installations is no per-second poll.
+        return web.json_response({**sim.state.counters(), "outage": sim.outage()})
     return web.json_response({"errors": [{"code": "404", "title": "Not found", "detail": request.path}]}, status=404)
 
 

@@ -91,6 +91,11 @@ class SimulatorConfig(BaseModel):
     #: default is 30 s), so the client gives up on a request AEMO has applied.
     slow_fault_seconds: float = Field(default=60.0, ge=0.0)
     oauth_fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: An outage: once this many NMI / Installation API requests have passed the throttle, every
+    #: such request is answered 503 for ``outage_seconds`` (by the simulator's clock), nothing
+    #: applied; then AEMO is back. None: no outage. OAuth stays up (it is a separate service).
+    outage_after_requests: int | None = Field(default=None, ge=0)
+    outage_seconds: float = Field(default=0.0, ge=0.0)
     latency_seconds: float = Field(default=0.0, ge=0.0)
     seed: int | None = None
 

@@ -374,15 +374,25 @@ class RegisterState:
         return {
             **self._register(),
             "counters": {
-                "requests_total": self.requests_total,
-                "requests_by_route": [[m, r, s, n] for (m, r, s), n in sorted(self.requests_by_route.items())],
-                "throttled_total": self.throttled_total,
+                **self.counters(),
                 "creates": dict(self.creates),
                 "nmi_creates": dict(self.nmi_creates),
-                "token_issued_total": self.token_issued_total,
-                "max_requests_in_any_window": self.max_requests_in_any_window,
-                "faults": dict(self.faults),
             },
+        }
+
+    def counters(self) -> dict[str, Any]:
+        """The counters without the register or per-NMI tallies (cheap at any register size)."""
+        return {
+            "requests_total": self.requests_total,
+            "requests_by_route": [[m, r, s, n] for (m, r, s), n in sorted(self.requests_by_route.items())],
+            "throttled_total": self.throttled_total,
+            "token_issued_total": self.token_issued_total,
+            "max_requests_in_any_window": self.max_requests_in_any_window,
+            "faults": dict(self.faults),
+            "nmis": len(self.nmis),
+            "installations": len(self.installations),
+            "duplicate_creates": sum(1 for n in self.creates.values() if n > 1),
+            "duplicate_nmi_creates": sum(1 for n in self.nmi_creates.values() if n > 1),
         }
 
     # ---------------------------------------------------------------- persistence

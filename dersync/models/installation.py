@@ -40,11 +40,13 @@ def _storable_id(value: str) -> str:
 #: cannot hold one).
 OwnId = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_storable_id)]
 
-#: Fields AEMO owns: never sent, never compared.
-SERVER_OWNED_FIELDS = frozenset(
-    {"recordCreationDate", "recordUpdateDate", "recordConfirmedDate", "installationStage",
-     "connectionId", "deviceId"}
-)
+#: The ids AEMO assigns to equipment: sent back only to name an entry AEMO already holds.
+AEMO_IDS = frozenset({"connectionId", "deviceId"})
+#: What AEMO stamps on its records (NMI records, installations, connections, devices, details).
+AEMO_STAMPS = frozenset({"recordCreationDate", "recordUpdateDate", "recordConfirmedDate", "installationStage"})
+#: Fields AEMO owns: never sent as the operator's data, never compared. The one list dersync
+#: keeps (the simulator keeps its own on purpose: it is written from AEMO's documents).
+SERVER_OWNED_FIELDS = AEMO_STAMPS | AEMO_IDS
 
 
 class ServerOwned(AemoModel):

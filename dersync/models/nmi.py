@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from dersync.models.base import AemoModel, Nmi, ShortText
+from dersync.models.installation import SERVER_OWNED_FIELDS
 
 
 class NmiDetails(AemoModel):
@@ -20,4 +21,5 @@ class NmiDetails(AemoModel):
     record_update_date: str | None = None
 
 
-SERVER_OWNED_NMI_FIELDS = frozenset({"recordCreationDate", "recordUpdateDate"})
+#: An NMI record carries only the record dates of the one list.
+SERVER_OWNED_NMI_FIELDS = SERVER_OWNED_FIELDS & {"recordCreationDate", "recordUpdateDate"}

@@ -26,12 +26,12 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from dersync.models import AEMO_STAMPS, SERVER_OWNED_FIELDS
 from dersync.store.equipment import IdMap
 
-SERVER_OWNED = frozenset({"recordCreationDate", "recordUpdateDate", "recordConfirmedDate", "installationStage",
-                          "connectionId", "deviceId"})
+SERVER_OWNED = SERVER_OWNED_FIELDS
 #: Dropped from equipment objects shown in a difference; AEMO's ids stay, so an admin can name them.
-_NOISE = SERVER_OWNED - {"connectionId", "deviceId"}
+_NOISE = AEMO_STAMPS
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MIDNIGHT = re.compile(r"^T00:00(:00(\.0+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
@@ -78,6 +78,15 @@ def repairable(diff: Diff) -> bool:
     (or equipment) AEMO holds that the store does not send stays: that needs action at AEMO.
     """
     return diff["store"] is not None
+
+
+_WHOLE_ENTRY = re.compile(r"^acConnections\[[^\]]+\](\.devices\[[^\]]+\])?$")
+
+
+def removed_entry(diff: Diff) -> bool:
+    """A whole connection or device AEMO holds that the store's record does not list (the
+    lifecycle's case, not a field difference)."""
+    return diff["store"] is None and isinstance(diff["aemo"], Mapping) and bool(_WHOLE_ENTRY.match(diff["path"]))
 
 
 def values_equal(store: Any, aemo: Any) -> bool:

@@ -48,19 +48,21 @@ import structlog
 
 from dersync.aemo.client import AemoClient
 from dersync.aemo.installation_api import RepeatedPage
+from dersync.aemo.sent import CURRENT_PASS
 from dersync.errors import LeaseLost, RetriableError
 from dersync.models import check_record
 from dersync.reconcile.compare import (
     compare_installation,
     compare_nmi_details,
     conditional_equipment,
+    removed_entry,
     repairable,
 )
 from dersync.reconcile.findings import DriftFinding, ReconcileReport
 from dersync.settings import Settings
 from dersync.store import Store, StoredRecord
 from dersync.store.passes import OpenPass
-from dersync.vocabulary import DriftKind, Part, PassKind, PassStatus
+from dersync.vocabulary import DriftKind, Part, PassKind, PassStatus, RemovedEquipment
 from dersync.wording import plural
 
 log = structlog.get_logger("dersync.reconcile")
@@ -134,8 +136,11 @@ class Reconciler:
             report.pass_id = opened.id
             log.info("reconcile.pass.started", pass_id=opened.id, repair=self.repair, sweep=self.sweep,
                      nmi_details=self.deep_nmi)
+            belongs = CURRENT_PASS.set(opened.id)  # the pass's requests, in the ledger
             try:
                 await self._compare_all()
+                if not self.stop.is_set():
+                    await self._deleted_from_store()
                 for filters in self.sweep:
                     if self.stop.is_set():
                         break
@@ -144,6 +149,9 @@ class Reconciler:
                 # Another process holds the sender lease now: nothing more is read from AEMO.
                 log.warning("reconcile.pass.lease_lost", pass_id=opened.id, error=str(exc))
                 self.stop.set()
+            finally:
+                CURRENT_PASS.reset(belongs)
+                await self._store_sent()
             if self.stop.is_set():
                 opened.status = PassStatus.INTERRUPTED
             elif report.unread:
@@ -206,6 +214,9 @@ class Reconciler:
             self.report.unread += len(nmis)
             log.warning("reconcile.lookup.failed", nmis=len(nmis), first=nmis[0], error=str(exc))
             return
+        # Connections AEMO holds that have no first acceptance on record yet (accepted before
+        # dersync recorded acceptances, or registered elsewhere) get AEMO's own creation date.
+        await self.store.record_held_at_aemo({nmi: held[nmi] for nmi in nmis if nmi in held})
         known_ids = await self.store.load_ids([e.nmi for e in expected if e.installation and e.nmi in held])
         findings: list[DriftFinding] = []
         nmi_reads: list[Expected] = []
@@ -234,6 +245,11 @@ class Reconciler:
                             detail="AEMO holds no installation for this NMI", repairable=True)]
         findings = []
         diffs = compare_installation(item.installation, held, dict(ids))
+        removed = [d for d in diffs if removed_entry(d)]
+        diffs = [d for d in diffs if not removed_entry(d)]
+        active = [d for d in removed if not self._decommissioned(d["aemo"])]
+        if active:
+            findings.append(self._removed_finding(item.nmi, active))
         if diffs:
             fixable = any(repairable(d) for d in diffs)
             detail = fields_differ(len(diffs))
@@ -250,6 +266,35 @@ class Reconciler:
                 "Conditional (second-level validation); see "
                 f"`dersync exceptions list --level second --nmi {item.nmi}`"))
         return findings
+
+    def _decommissioned(self, entry: Mapping[str, Any]) -> bool:
+        status = entry.get("status")
+        return isinstance(status, str) and status.strip().lower() == self.settings.decommissioned_status.lower()
+
+    def _removed_finding(self, nmi: str, removed: list[dict[str, Any]]) -> DriftFinding:
+        """Equipment AEMO still holds active that the store's record no longer lists: the
+        lifecycle case, named with what the removed_equipment setting does about it."""
+        what = plural(len(removed), "connection or device", "connections or devices")
+        if self.settings.removed_equipment == RemovedEquipment.DECOMMISSION:
+            then = (f"DERSYNC_REMOVED_EQUIPMENT=decommission: the next write for this NMI marks it "
+                    f"{self.settings.decommissioned_status!r} at AEMO" + (" (made due now)" if self.repair else ""))
+        else:
+            then = ("DERSYNC_REMOVED_EQUIPMENT=report: an open REMOVED_IN_STORE exception, nothing is sent "
+                    "(restore it in the store, or decommission it)")
+        return DriftFinding(nmi, DriftKind.ORPHAN_AT_AEMO, Part.INSTALLATION, removed,
+                            f"removed in the store: AEMO holds {what} the store's record no longer lists; {then}",
+                            repairable=self.settings.removed_equipment == RemovedEquipment.DECOMMISSION)
+
+    async def _deleted_from_store(self) -> None:
+        """NMIs AEMO held at dersync's last answer whose record was deleted from the store: reported,
+        never acted on automatically (the equipment stays as AEMO holds it)."""
+        gone = await self.store.nmis_deleted_from_store()
+        await self._record([
+            DriftFinding(nmi, DriftKind.ORPHAN_AT_AEMO, Part.INSTALLATION, [],
+                         "deleted from the store: dersync registered this NMI at AEMO, and its record is gone "
+                         "from der_record; AEMO still holds it. Reported only, never acted on automatically")
+            for nmi in gone if nmi not in self._orphans])
+        self._orphans.update(gone)
 
     async def _nmi_findings(self, item: Expected, unread: set[str]) -> list[DriftFinding]:
         assert item.nmi_details is not None
@@ -303,7 +348,12 @@ class Reconciler:
 
     # --- recording and repair ---------------------------------------------------------------------
 
+    async def _store_sent(self) -> None:
+        """The pass's requests so far, into the ledger (after each round and at the end)."""
+        await self.store.append_ledger(self.client.take_sent(self.report.pass_id))
+
     async def _record(self, findings: Sequence[DriftFinding]) -> None:
+        await self._store_sent()
         if not findings:
             return
         assert self.report.pass_id is not None
@@ -318,8 +368,8 @@ class Reconciler:
             gone = sorted({f.nmi for f in findings if f.kind == DriftKind.MISSING_AT_AEMO and f.part == part})
             if gone:
                 await self.store.note_not_at_aemo(gone, part)
-        due = sorted({f.nmi for f in findings
-                      if f.kind in (DriftKind.MISSING_AT_AEMO, DriftKind.DIFFERENT_AT_AEMO) and f.repairable})
+        due = sorted({f.nmi for f in findings if f.repairable and f.kind in (
+            DriftKind.MISSING_AT_AEMO, DriftKind.DIFFERENT_AT_AEMO, DriftKind.ORPHAN_AT_AEMO)})
         if due:
             self.report.marked_due += await self.store.mark_due(due, forget_synced=True)
             log.info("reconcile.repair.marked_due", records=len(due))

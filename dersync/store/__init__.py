@@ -7,7 +7,7 @@ failures surface as `StoreUnavailable` with a readable reason (never a driver tr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from dersync.errors import StoreUnavailable
 from dersync.store import (
     actions,
+    compliance,
     drift,
     equipment,
     inbox,
@@ -29,6 +30,7 @@ from dersync.store import (
     validation_exceptions,
 )
 from dersync.store.actions import NothingSelected, NotInStore, Resolved, Selection, SelectionChanged
+from dersync.store.compliance import Accepted, FirstAcceptance, InstallationFacts
 from dersync.store.db import SQLITE_BUSY_SECONDS, describe_url, make_engine, migrate, ping, require_store, writer
 from dersync.store.equipment import EquipmentId, IdMap
 from dersync.store.inbox import ExceptionFilter
@@ -40,9 +42,10 @@ from dersync.store.validation_exceptions import ValidationException
 from dersync.vocabulary import ActionKind, ExceptionStatus, PassKind
 
 __all__ = [
-    "ABSENT", "Claim", "Credentials", "EquipmentId", "ExceptionFilter", "Fence", "IdMap", "InputRow", "LeaseRow",
-    "NotInStore", "NothingSelected", "PartOutcome", "RecordOutcome", "Resolved", "Selection", "SelectionChanged",
-    "Session", "Store", "StoredRecord", "ValidationException", "utcnow",
+    "ABSENT", "Accepted", "Claim", "Credentials", "EquipmentId", "ExceptionFilter", "Fence", "FirstAcceptance",
+    "IdMap", "InputRow", "InstallationFacts", "LeaseRow", "NotInStore", "NothingSelected", "PartOutcome",
+    "RecordOutcome", "Resolved", "Selection", "SelectionChanged", "Session", "Store", "StoredRecord",
+    "ValidationException", "utcnow",
 ]
 
 
@@ -152,19 +155,24 @@ class Store:
                 await lease.check_fence(connection, fence)
             await records.mark_attempts(connection, nmis, utcnow())
 
-    async def record_outcomes(self, outcomes: Sequence[RecordOutcome], *, fence: Fence | None = None) -> None:
-        """Record outcomes in one transaction: all of them or, if the store fails, none.
+    async def record_outcomes(self, outcomes: Sequence[RecordOutcome], *, fence: Fence | None = None,
+                              sent: Sequence[ledger.SentRequest] = ()) -> None:
+        """Record outcomes, and the requests that led to them (`sent`, for the ledger), in one
+        transaction: all of them or, if the store fails, none.
 
         Under a `fence` that is no longer current (another process took over the sender lease)
         nothing is written and `LeaseLost` is raised: the records stay due with their attempt
-        noted, and the new holder reads AEMO before writing them again.
+        noted, and the new holder reads AEMO before writing them again (the caller then stores
+        `sent` on its own: what was sent is a fact, whoever leads now).
         """
-        if not outcomes:
+        if not outcomes and not sent:
             return
         async with self.transaction() as connection:
-            if fence is not None:
+            if fence is not None and outcomes:
                 await lease.check_fence(connection, fence)
-            await record_outcomes(connection, outcomes, utcnow())
+            await ledger.append(connection, sent)
+            if outcomes:
+                await record_outcomes(connection, outcomes, utcnow())
 
     # --- the submission ledger -----------------------------------------------------------------
     async def append_ledger(self, requests: Sequence[ledger.SentRequest]) -> None:
@@ -215,6 +223,27 @@ class Store:
         async with self.transaction() as connection:
             return await equipment.load_ids(connection, nmis)
 
+    async def load_equipment(self, nmis: Sequence[str]) -> dict[str, list[EquipmentId]]:
+        """What AEMO held for these NMIs at its latest answer (ids, stage, status), by NMI."""
+        async with self.transaction() as connection:
+            return await equipment.load_equipment(connection, nmis)
+
+    # --- compliance deadlines (dersync.compliance) ----------------------------------------------
+    async def first_acceptances(self, nmis: Sequence[str]) -> dict[str, dict[str, FirstAcceptance]]:
+        """When AEMO first accepted each AC connection of these NMIs, by NMI and nspConnectionId."""
+        async with self.transaction() as connection:
+            return await compliance.first_acceptances(connection, nmis)
+
+    async def record_held_at_aemo(self, held: Mapping[str, Mapping[str, Any]]) -> int:
+        """First acceptances from AEMO's installations as read back (by NMI), for connections
+        that have none yet (see `compliance.record_held`); how many were recorded."""
+        async with self.transaction() as connection:
+            return await compliance.record_held(connection, held, utcnow())
+
+    def installation_facts(self, batch_size: int) -> AsyncIterator[list[InstallationFacts]]:
+        """Every record holding an installation, in NMI order, with what compliance is judged from."""
+        return self._stream(compliance.installation_batches(self.engine, batch_size))
+
     # --- admin views ---------------------------------------------------------------------------
     async def list_exceptions(self, **filters: Any) -> list[dict[str, Any]]:
         async with self.transaction() as connection:
@@ -234,6 +263,7 @@ class Store:
                 "last_sync": await passes.last_pass(connection, PassKind.SYNC),
                 "last_successful_sync": await passes.last_pass(connection, PassKind.SYNC, successful=True),
                 "last_reconcile": await passes.last_pass(connection, PassKind.RECONCILE),
+                "sender": await lease.holder(connection),
             }
         await self._compact_tally(tally_rows)
         return status
@@ -275,6 +305,12 @@ class Store:
     def record_batches(self, batch_size: int) -> AsyncIterator[list[StoredRecord]]:
         """Every record with NMI details or an installation (due or not), in NMI order."""
         return self._stream(drift.record_batches(self.engine, batch_size))
+
+    async def nmis_deleted_from_store(self) -> list[str]:
+        """NMIs AEMO held at dersync's last answer (their equipment ids are remembered) whose
+        record is no longer in der_record."""
+        async with self.transaction() as connection:
+            return await drift.deleted_from_store(connection)
 
     async def with_installation(self, nmis: Sequence[str]) -> set[str]:
         async with self.transaction() as connection:

@@ -29,6 +29,12 @@ def record_batches(engine: AsyncEngine, batch_size: int) -> AsyncIterator[list[S
     return nmi_batches(engine, COLUMNS, has_content, batch_size, StoredRecord)
 
 
+async def deleted_from_store(connection: AsyncConnection) -> list[str]:
+    known = select(equipment_id.c.nmi).distinct().where(
+        ~select(der_record.c.nmi).where(der_record.c.nmi == equipment_id.c.nmi).exists())
+    return sorted(nmi for (nmi,) in await connection.execute(known))
+
+
 async def with_installation(connection: AsyncConnection, nmis: Sequence[str]) -> set[str]:
     """Which of these NMIs the store holds an installation for (valid or not)."""
     if not nmis:

@@ -21,10 +21,17 @@ IdMap = dict[tuple[str, str], int]
 
 @dataclass(frozen=True)
 class EquipmentId:
+    """One connection (`nsp_device_id` "") or device AEMO holds, as its latest answer showed it."""
+
     nsp_connection_id: str
     nsp_device_id: str
     aemo_id: int
     installation_stage: str | None
+    status: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.nsp_connection_id, self.nsp_device_id)
 
 
 def ids_from_installation(installation: Mapping[str, Any]) -> list[EquipmentId]:
@@ -35,24 +42,39 @@ def ids_from_installation(installation: Mapping[str, Any]) -> list[EquipmentId]:
         if nsp_connection is None or connection.get("connectionId") is None:
             continue
         found.append(EquipmentId(str(nsp_connection), "", int(connection["connectionId"]),
-                                 connection.get("installationStage")))
+                                 connection.get("installationStage"), _text(connection.get("status"))))
         for device in connection.get("devices") or []:
             if device.get("nspDeviceId") is None or device.get("deviceId") is None:
                 continue
             found.append(EquipmentId(str(nsp_connection), str(device["nspDeviceId"]),
-                                     int(device["deviceId"]), device.get("installationStage")))
+                                     int(device["deviceId"]), device.get("installationStage"),
+                                     _text(device.get("status"))))
     return found
 
 
 async def load_ids(connection: AsyncConnection, nmis: Sequence[str]) -> dict[str, IdMap]:
+    return {nmi: id_map(held) for nmi, held in (await load_equipment(connection, nmis)).items()}
+
+
+async def load_equipment(connection: AsyncConnection, nmis: Sequence[str]) -> dict[str, list[EquipmentId]]:
+    """What AEMO held for these NMIs at its latest answer, by NMI."""
     result = await connection.execute(
         select(equipment_id.c.nmi, equipment_id.c.nsp_connection_id, equipment_id.c.nsp_device_id,
-               equipment_id.c.aemo_id).where(equipment_id.c.nmi.in_(nmis))
+               equipment_id.c.aemo_id, equipment_id.c.installation_stage, equipment_id.c.status)
+        .where(equipment_id.c.nmi.in_(nmis))
     )
-    maps: dict[str, IdMap] = {}
-    for nmi, nsp_connection, nsp_device, aemo_id in result:
-        maps.setdefault(nmi, {})[(nsp_connection, nsp_device)] = aemo_id
-    return maps
+    held: dict[str, list[EquipmentId]] = {}
+    for nmi, nsp_connection, nsp_device, aemo_id, stage, status in result:
+        held.setdefault(nmi, []).append(EquipmentId(nsp_connection, nsp_device, aemo_id, stage, status))
+    return held
+
+
+def id_map(held: Sequence[EquipmentId]) -> IdMap:
+    return {item.key: item.aemo_id for item in held}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 async def save_ids(connection: AsyncConnection, ids_by_nmi: Mapping[str, Sequence[EquipmentId]]) -> None:
@@ -65,7 +87,7 @@ async def save_ids(connection: AsyncConnection, ids_by_nmi: Mapping[str, Sequenc
         return
     rows = [
         {"nmi": nmi, "nsp_connection_id": i.nsp_connection_id, "nsp_device_id": i.nsp_device_id,
-         "aemo_id": i.aemo_id, "installation_stage": i.installation_stage}
+         "aemo_id": i.aemo_id, "installation_stage": i.installation_stage, "status": i.status}
         for nmi, ids in ids_by_nmi.items()
         for i in ids
     ]

@@ -2,7 +2,7 @@
 by code, streamed for CSV), one NMI's whole story, and the overview's counts.
 
 Every query here is answered from an index at a million records and 100,000 exceptions (see
-migration 0006 and `benchmarks/console.py`): the inbox pages by `(status, first_seen_at, id)`,
+migration 0008 and `benchmarks/console.py`): the inbox pages by `(status, first_seen_at, id)`,
 counts by code read `(status, level, code)`, and parked records have a partial index.
 """
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -74,6 +75,15 @@ async def read(connection: AsyncConnection, name: str = SENDER) -> LeaseRow | No
     if row is None:
         return None
     return LeaseRow(row.holder, int(row.generation), int(row.renewal), float(row.lapse_seconds), row.renewed_at)
+
+
+async def holder(connection: AsyncConnection, name: str = SENDER) -> dict[str, Any] | None:
+    """Who holds the lease, for people (`dersync status`): holder (None once released),
+    generation and when it was last written (database time)."""
+    row = await read(connection, name)
+    if row is None:
+        return None
+    return {"holder": row.holder, "generation": row.generation, "renewed_at": row.renewed_at}
 
 
 async def claim(connection: AsyncConnection, claim: Claim, now: datetime, name: str = SENDER) -> int | None:

@@ -111,6 +111,9 @@ async def body_of(connection: AsyncConnection, entry_id: int) -> tuple[dict[str,
 async def between(engine: AsyncEngine, start: datetime, end: datetime,
                   batch_size: int = 5000) -> AsyncIterator[list[dict[str, Any]]]:
     """Rows sent in [start, end), oldest first, a batch per short read (flat memory)."""
+    # Times are stored in UTC, and SQLite compares them as text: bounds in another zone would
+    # be compared by their wall-clock digits.
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     after = 0
     while True:
         async with engine.connect() as connection:
@@ -131,6 +134,7 @@ async def prune(connection: AsyncConnection, *, rows_before: datetime, bodies_be
     """Delete up to `batch_size` rows sent before `rows_before` and drop up to `batch_size` bodies
     sent before `bodies_before`; (rows deleted, bodies dropped). Small batches, so that pruning a
     backlog never holds the store for long."""
+    rows_before, bodies_before = rows_before.astimezone(UTC), bodies_before.astimezone(UTC)
     old_rows = select(ledger_entry.c.id).where(ledger_entry.c.sent_at < rows_before).limit(batch_size)
     deleted = await connection.execute(delete(ledger_entry).where(ledger_entry.c.id.in_(old_rows.scalar_subquery())))
     old_bodies = (select(ledger_entry.c.id)

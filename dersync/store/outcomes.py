@@ -1,7 +1,8 @@
 """Recording what happened to a record: sync state, exceptions and AEMO ids in one transaction.
 
 A crash at any point therefore leaves a record either synced (with its transactionId) or still
-due; never synced without the exceptions and ids that came with the answer.
+due; never synced without the exceptions and ids that came with the answer. The first acceptance
+of each AC connection (compliance deadlines) is recorded in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, bindparam, case, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dersync.store.compliance import Accepted, AcceptedPart, record_first
 from dersync.store.equipment import EquipmentId, save_ids
 from dersync.store.tables import der_record
 from dersync.store.validation_exceptions import PartExceptions, ValidationException, sync_many
@@ -32,6 +34,10 @@ class PartOutcome:
     at_aemo: bool | None = None
     transaction_id: str | None = None
     equipment: Sequence[EquipmentId] | None = None
+    #: The AC connections AEMO accepted (an installation AEMO accepted), for their first acceptance.
+    accepted: Sequence[Accepted] = ()
+    #: When AEMO's answer was read (the ledger row of the request holds the exact answeredAt).
+    answered_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[Record
                                      for o in round_ for p in o.parts], now)
         await save_ids(connection, {o.nmi: p.equipment for o in round_ for p in o.parts if p.equipment})
         await _update_records(connection, round_, now)
+    await record_first(connection, [AcceptedPart(o.nmi, p.transaction_id, p.answered_at, p.accepted)
+                                    for o in outcomes for p in o.parts if p.accepted], now)
 
 
 def _rounds(outcomes: Sequence[RecordOutcome]) -> list[list[RecordOutcome]]:

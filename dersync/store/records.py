@@ -199,7 +199,7 @@ async def state_counts(connection: AsyncConnection) -> dict[str, int]:
 
 
 async def tally(connection: AsyncConnection) -> tuple[dict[str, int], int]:
-    """Records by sync state from the tally the triggers keep (migration 0006), exact and read
+    """Records by sync state from the tally the triggers keep (migration 0008), exact and read
     in a few rows instead of a million; and how many tally rows were read (see compact_tally)."""
     rows = await connection.execute(
         select(der_record_tally.c.sync_state, func.sum(der_record_tally.c.n), func.count())

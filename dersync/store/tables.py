@@ -57,7 +57,7 @@ der_record = Table(
     Column("parked_at", DateTime(timezone=True), comment="set while parked: sync passes skip the record"),
     Column("parked_by", Text, comment="who parked it"),
     Column("parked_reason", Text, comment="why it was parked"),
-    # What a pass takes: due and not parked (migration 0006). SQLite uses a partial index only
+    # What a pass takes: due and not parked (migration 0008). SQLite uses a partial index only
     # when the query names its condition as written, and SQLAlchemy writes the due test there as
     # `due = 1` (migration 0003). Both the batches and the count are answered from this index.
     Index("ix_der_record_due", "nmi", sqlite_where=text("due = 1 AND parked_at IS NULL"),
@@ -76,6 +76,7 @@ equipment_id = Table(
     Column("aemo_id", BigInteger, nullable=False, comment="connectionId or deviceId"),
     Column("installation_stage", String(32)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("status", Text, comment="AEMO's status for it, as last answered"),
 )
 
 validation_exception = Table(
@@ -101,7 +102,7 @@ validation_exception = Table(
     Column("raw", Text, comment="AEMO's original object, as JSON"),
     Index("ix_validation_exception_nmi", "nmi", "part", "status"),
     Index("ix_validation_exception_open", "status", "level"),
-    # The console's inbox: newest first within a status, and counts by code (migration 0006).
+    # The console's inbox: newest first within a status, and counts by code (migration 0008).
     Index("ix_validation_exception_inbox", "status", "first_seen_at", "id"),
     Index("ix_validation_exception_first_seen", "first_seen_at", "id"),
     Index("ix_validation_exception_code", "status", "level", "code"),
@@ -178,7 +179,7 @@ der_record_tally = Table(
     Column("n", BigInteger, nullable=False, comment="records in this state (a delta on PostgreSQL: summed)"),
     # SQLite (one writer at a time) keeps one row per state, updated in place by its triggers.
     Index("ux_der_record_tally_state", "sync_state", unique=True).ddl_if(dialect="sqlite"),
-    comment="records by sync_state, kept by triggers on der_record (migration 0006): counting a million "
+    comment="records by sync_state, kept by triggers on der_record (migration 0008): counting a million "
             "rows per overview or scrape would take too long",
 )
 
@@ -227,7 +228,22 @@ console_action_nmi = Table(
     Index("ix_console_action_nmi_nmi", "nmi", "action_id"),
 )
 
+connection_acceptance = Table(
+    "connection_acceptance",
+    metadata,
+    Column("nmi", Text, primary_key=True),
+    Column("nsp_connection_id", Text, primary_key=True),
+    Column("accepted_at", DateTime(timezone=True), nullable=False,
+           comment="when AEMO first accepted the AC connection (see rule); never moved once written"),
+    Column("rule", String(16), nullable=False,
+           comment="answered: AEMO's answer to dersync's request that added it (the ledger's answered_at) | "
+                   "held_at_aemo: AEMO held it before that request (AEMO's recordCreationDate)"),
+    Column("transaction_id", String(100), comment="AEMO's transactionId of the accepting exchange"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
 __all__ = [
+    "connection_acceptance",
     "console_action",
     "console_action_nmi",
     "console_session",
@@ -237,6 +253,7 @@ __all__ = [
     "drift_finding",
     "equipment_id",
     "false",
+    "ledger_entry",
     "metadata",
     "sender_lease",
     "sync_pass",

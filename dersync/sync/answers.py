@@ -7,13 +7,16 @@ second-level finding on data AEMO accepted but marked Conditional.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from dersync.aemo.responses import AemoProblem, AemoResponse
-from dersync.store import PartOutcome, ValidationException
+from dersync.store import EquipmentId, PartOutcome, ValidationException
+from dersync.store.compliance import Accepted, aemo_time
 from dersync.store.equipment import ids_from_installation
 from dersync.sync.plan import PartNotSent, PartPlan, PartToSend
-from dersync.vocabulary import Action, Level, Part, Result
+from dersync.vocabulary import AcceptanceRule, Action, Level, Part, Result
 
 #: Which open exceptions an answer can confirm or clear (anything it does not report is gone).
 AFTER_LOCAL_CHECK = frozenset({Level.LOCAL})
@@ -61,25 +64,73 @@ def retry_later(plan: PartPlan) -> PartOutcome:
     return PartOutcome(plan.part, Result.RETRY, None, AFTER_LOCAL_CHECK)
 
 
-def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, Any]) -> PartOutcome:
-    """Map an answer AEMO gave to a write; `sent` is the body that went out."""
+def removed_in_store(item: EquipmentId, policy_hint: str) -> ValidationException:
+    """An open exception for equipment AEMO still holds that the store no longer lists."""
+    what = (f"AC connection {item.nsp_connection_id} (connectionId {item.aemo_id})" if item.nsp_device_id == ""
+            else f"device {item.nsp_device_id} of AC connection {item.nsp_connection_id} (deviceId {item.aemo_id})")
+    return ValidationException(
+        level=Level.LOCAL, code="REMOVED_IN_STORE", field="acConnections" if item.nsp_device_id == "" else "devices",
+        detail=f"AEMO holds {what}, which the store's record no longer lists: it stays active at AEMO ({policy_hint})",
+        nsp_connection_id=item.nsp_connection_id, nsp_device_id=item.nsp_device_id or None,
+        connection_id=item.aemo_id if item.nsp_device_id == "" else None,
+        device_id=item.aemo_id if item.nsp_device_id != "" else None,
+    )
+
+
+def from_response(plan: PartToSend, response: AemoResponse, *, sent: dict[str, Any],
+                  local: Sequence[ValidationException] = ()) -> PartOutcome:
+    """Map an answer AEMO gave to a write; `sent` is the body that went out, `local` what this
+    push found itself (equipment removed in the store, reported)."""
     transaction_id = response.transaction_id
     if response.ok:
         equipment = None
         exceptions: list[ValidationException] = []
+        accepted: list[Accepted] = []
         if plan.part == Part.INSTALLATION:
             held = response.data if isinstance(response.data, dict) else {}
             equipment = ids_from_installation(held) or None
             exceptions = [_exception(Level.SECOND, e, transaction_id, held or sent) for e in response.exceptions]
+            accepted = accepted_connections(sent, held)
+        exceptions += local
         return PartOutcome(plan.part, Result.SYNCED, plan.content_hash, AFTER_ACCEPTANCE, exceptions,
-                           at_aemo=True, transaction_id=transaction_id, equipment=equipment)
+                           at_aemo=True, transaction_id=transaction_id, equipment=equipment, accepted=accepted,
+                           answered_at=datetime.now(UTC))
     level = Level.FIRST if response.status in (409, 422) else Level.SCHEMA
     problems = response.errors or (
         AemoProblem(code=str(response.status), title=None, detail=f"AEMO answered HTTP {response.status}"),
     )
-    exceptions = [_exception(level, problem, transaction_id, sent) for problem in problems]
+    exceptions = [_exception(level, problem, transaction_id, sent) for problem in problems] + list(local)
     return PartOutcome(plan.part, Result.REJECTED, plan.content_hash, AFTER_REJECTION, exceptions,
                        transaction_id=transaction_id)
+
+
+def accepted_connections(sent: dict[str, Any], held: dict[str, Any]) -> list[Accepted]:
+    """The AC connections an accepted installation write submitted, each with the rule its first
+    acceptance is judged by.
+
+    A connection sent without AEMO's `connectionId` was added by this request: it was accepted
+    when the answer came. One sent with it was held by AEMO before this request (registered
+    through AEMO's portal, before dersync was deployed, or by an attempt whose answer was lost):
+    it was accepted when AEMO created it, its `recordCreationDate` in the answer (read as UTC
+    when it carries no offset); without a readable one, the answer's time stands in.
+    """
+    at_aemo = [c for c in held.get("acConnections") or [] if isinstance(c, dict)]
+    by_id = {c["connectionId"]: c for c in at_aemo if c.get("connectionId") is not None}
+    by_nsp = {str(c["nspConnectionId"]): c for c in at_aemo if c.get("nspConnectionId") is not None}
+    found: list[Accepted] = []
+    for connection in sent.get("acConnections") or []:
+        if not isinstance(connection, dict) or connection.get("nspConnectionId") is None:
+            continue
+        nsp_connection = str(connection["nspConnectionId"])
+        created = None
+        if connection.get("connectionId") is not None:
+            held_connection = by_id.get(connection["connectionId"]) or by_nsp.get(nsp_connection) or {}
+            created = aemo_time(held_connection.get("recordCreationDate"))
+        if created is None:
+            found.append(Accepted(nsp_connection, AcceptanceRule.ANSWERED))
+        else:
+            found.append(Accepted(nsp_connection, AcceptanceRule.HELD_AT_AEMO, created))
+    return found
 
 
 def _exception(level: Level, problem: AemoProblem, transaction_id: str | None,

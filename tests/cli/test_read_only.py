@@ -1,4 +1,4 @@
-"""Read-only commands (`status`, `exceptions list`, `drift list`, `sync --dry-run`) never create a
+"""Read-only commands (`status`, `exceptions list`, `drift list`, `sync --dry-run`, `compliance`) never create a
 store: pointed where there is none, they say so and leave nothing behind."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncpg
 from tests.cli.conftest import DersyncProcess
 
 READ_ONLY = (["status"], ["status", "--format", "json"], ["exceptions", "list"], ["drift", "list", "--format", "csv"],
-             ["sync", "--dry-run"])
+             ["sync", "--dry-run"], ["compliance", "--format", "json"], ["compliance", "--format", "csv"])
 PASSWORD = "pw-s3cret"
 
 

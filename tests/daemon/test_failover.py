@@ -40,14 +40,16 @@ from tests.daemon.conftest import (
     assert_store_matches_aemo,
 )
 
-RECORDS = 200
+#: Enough that work is left for every kill: passes are quick, and an NMI is created before its
+#: installation, so the NMI creates run out first.
+RECORDS = 400
 #: The product promises a takeover within DERSYNC_FAILOVER_SECONDS of the leader's last renewal.
 #: The tests allow as much again plus 2 s for a busy 2-core box: they pin that a standby took
 #: over, not how fast.
 TAKEOVER_LIMIT_SECONDS = 2 * FAILOVER_SECONDS + 2
 #: (how, count): "installation"/"nmi" = trap the count-th next create of that kind (1 = the next);
 #: "poll" = kill when the simulator has seen `count` more installations, whatever is in flight.
-KILLS = (("installation", 20), ("poll", 15), ("nmi", 1))
+KILLS = (("nmi", 1), ("installation", 20), ("poll", 15))
 #: A sync interval far longer than the failover setting (the defaults are 300 s and 30 s).
 LONG_INTERVAL_SECONDS = 120
 
@@ -131,7 +133,7 @@ async def test_two_replicas_survive_repeated_kill_9_of_the_leader(
 ) -> None:
     """Two replicas on one PostgreSQL store: exactly one leads (/readyz role, /metrics
     dersync_leader); each time the leader is killed with SIGKILL mid-pass (after AEMO applied an
-    installation create, at an arbitrary moment, after AEMO applied an NMI create) the standby
+    NMI create, after AEMO applied an installation create, at an arbitrary moment) the standby
     takes over within the failover setting (plus a margin) and finishes the work. At the end every
     record is at AEMO exactly as in the store, no NMI or equipment was created twice, interrupted
     creates were checked and PUT instead of re-POSTed, only one replica ever sent at a time, and the
@@ -171,7 +173,7 @@ async def test_two_replicas_survive_repeated_kill_9_of_the_leader(
 
     await assert_store_matches_aemo(store, simulator, RECORDS)
     assert_killed_creates_were_updated(simulator.state, trap)
-    assert [kind for kind, _nmi, _at in trap.hits] == ["installation", "nmi"]
+    assert [kind for kind, _nmi, _at in trap.hits] == ["nmi", "installation"]
     # Only the leader sends: one run of requests per leadership, and replicas that never led
     # sent nothing (so two replicas do not double the request budget).
     runs = assert_one_sender_at_a_time(cluster, simulator.state)
@@ -212,7 +214,7 @@ async def test_single_sqlite_process_survives_repeated_kill_9(
     cluster: Cluster, simulator: Simulator, store: Store
 ) -> None:
     """The one SQLite process, killed with SIGKILL mid-pass (after AEMO applied an installation
-    create, at an arbitrary moment, after AEMO applied an NMI create) and restarted each time, ends
+    create, at an arbitrary moment, after AEMO applied an NMI create: NMI first) and restarted each time, ends
     with every record at AEMO exactly as in the store, no NMI or equipment created twice, the
     interrupted creates checked and PUT instead of re-POSTed, and the request budget kept."""
     await load(store, [record(nmi_for(i)) for i in range(RECORDS)])
@@ -230,7 +232,7 @@ async def test_single_sqlite_process_survives_repeated_kill_9(
 
     await assert_store_matches_aemo(store, simulator, RECORDS)
     assert_killed_creates_were_updated(simulator.state, trap)
-    assert [kind for kind, _nmi, _at in trap.hits] == ["installation", "nmi"]
+    assert [kind for kind, _nmi, _at in trap.hits] == ["nmi", "installation"]
 
 
 #: Fresh-deployment starts to try; without serialised migrations nearly every one fails.

@@ -80,6 +80,7 @@ async def test_daemon_syncs_records_fed_while_running_and_reports_metrics(
     _status, metrics = await http_get(daemon["admin"] + "/metrics")
     assert 'dersync_aemo_requests_total{api="installation",method="POST",status="201"}' in metrics
     assert "dersync_last_success_timestamp_seconds" in metrics
+    assert 'dersync_compliance_connections{state="overdue"}' in metrics  # refreshed at start
 
 
 async def test_sigterm_mid_pass_exits_0_with_nothing_half_recorded(
@@ -202,3 +203,27 @@ async def test_a_hand_run_sync_beside_the_daemon_is_refused(
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=DEADLINE_SECONDS)
     assert process.returncode == 1, (stdout, stderr)
     assert b"another dersync process" in stderr and b"is sending to AEMO" in stderr, stderr
+
+
+async def test_a_replica_that_has_not_looked_at_the_lease_is_starting_and_not_ready(
+    database_url: str, simulator: Simulator
+) -> None:
+    """Before its first look at the sender lease a replica does not know its role: /readyz says
+    "starting" and not ready, never "standby" for the replica about to lead."""
+    from dersync.daemon import Service
+    from dersync.leadership import Leadership, LeaseTiming
+    from dersync.settings import Settings
+
+    settings = Settings(**{"participant_id": PARTICIPANT, **simulator.client_settings(), "database_url": database_url})
+    service = Service(settings)
+    service.store = await Store.open(settings.database_url)
+    try:
+        service.leadership = Leadership(service.store, LeaseTiming.for_failover(settings.failover_seconds))
+        ready, details = await service.readiness()
+        assert (ready, details["role"]) == (False, "starting")
+        await service.leadership.start(background=False)
+        _ready, details = await service.readiness()
+        assert details["role"] == "leader"
+        await service.leadership.stop()
+    finally:
+        await service.store.close()

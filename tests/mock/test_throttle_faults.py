@@ -125,3 +125,27 @@ async def test_throttle_before_faults(api: Api, sim: Simulator) -> None:
     """Throttling is decided before fault injection: a throttled call is 429, not a fault."""
     statuses = [(await api.create_installation(installation(NMI_A))).status for _ in range(3)]
     assert statuses == [500, 500, 429]
+
+
+@pytest.mark.parametrize("sim_config", [{"outage_after_requests": 2, "outage_seconds": 180}], indirect=True)
+async def test_outage_answers_503_for_its_window_then_recovers(api: Api, sim: Simulator,
+                                                              session: aiohttp.ClientSession) -> None:
+    """After the configured number of admitted API calls, every call is 503 (nothing applied) for
+    outage_seconds by the simulator's clock, whatever arrives meanwhile; OAuth stays up; then
+    AEMO answers again. /_sim/counters says when the outage began and ends."""
+    assert (await api.call("GET", api.nmi_url(f"/{NMI_B}"))).status == 404
+    assert (await api.call("GET", api.nmi_url(f"/{NMI_B}"))).status == 404
+    r = await api.create_nmi(NMI_A)
+    assert r.status == 503 and r.body["errors"][0]["code"] == "503"
+    assert [(await api.call("GET", api.nmi_url(f"/{NMI_B}"))).status for _ in range(3)] == [503] * 3
+    assert await api.fetch_token()
+    assert not sim.state.nmis and sim.state.faults["outage_503"] == 4
+    async with session.get(sim.url + "/_sim/counters") as response:
+        counters = await response.json()
+    assert counters["outage"]["ends"] - counters["outage"]["started"] == 180
+    assert counters["faults"] == {"outage_503": 4} and counters["nmis"] == 0
+    sim.clock.advance(179.9)
+    assert (await api.call("GET", api.nmi_url(f"/{NMI_B}"))).status == 503
+    sim.clock.advance(0.1)
+    assert (await api.create_nmi(NMI_A)).status == 201
+    assert NMI_A in sim.state.nmis

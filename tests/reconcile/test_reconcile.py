@@ -148,7 +148,9 @@ async def test_nmi_details_are_compared_only_when_worth_a_request(settings: Sett
 async def test_equipment_only_aemo_holds_is_reported_not_repaired(settings: Settings, store: Store,
                                                                   simulator: Simulator) -> None:
     """A device the store no longer lists stays at AEMO (AEMO's PUT updates or adds, never removes):
-    it is a difference, but repair does not mark the record due, since a push cannot remove it."""
+    reconciliation names it as equipment removed in the store (an orphan at AEMO, with what the
+    removed_equipment setting does: by default report it), and repair does not mark the record
+    due, since a push cannot remove it; the pass reported it as an open REMOVED_IN_STORE exception."""
     nmi = nmi_for(5)
     two = [device(f"C-{nmi}-1-D1"), device(f"C-{nmi}-1-D2", kind="Storage", kw=2.0, maker=("Tesla", "Powerwall 2"))]
     await synced(settings, store, [{"nmiDetails": nmi_details(nmi),
@@ -159,12 +161,14 @@ async def test_equipment_only_aemo_holds_is_reported_not_repaired(settings: Sett
     report = await run_reconcile(settings, store, repair=True)
 
     [finding] = report.findings
-    assert finding.kind == "different_at_aemo" and not finding.repairable
+    assert finding.kind == "orphan_at_aemo" and not finding.repairable
     assert [d["path"] for d in finding.fields] == [
         f"acConnections[nspConnectionId=C-{nmi}-1].devices[nspDeviceId=C-{nmi}-1-D2]"]
     assert finding.fields[0]["store"] is None and finding.fields[0]["aemo"]["type"] == "Storage"
-    assert "cannot remove" in finding.detail
+    assert finding.detail.startswith("removed in the store") and "DERSYNC_REMOVED_EQUIPMENT=report" in finding.detail
     assert report.marked_due == 0 and (await store.status())["due"] == 0
+    [removed] = await store.list_exceptions(open_only=True, nmi=nmi)
+    assert (removed["code"], removed["nspDeviceId"]) == ("REMOVED_IN_STORE", f"C-{nmi}-1-D2")
 
 
 async def test_orphans_are_found_among_queried_nmis_and_by_sweep(settings: Settings, store: Store,

@@ -1,5 +1,5 @@
 """The store's side of the console: parked records and the due queries, what a re-drive changes
-(and what it keeps), the action log, users, and migration 0006 on an existing store."""
+(and what it keeps), the action log, users, and migration 0008 on an existing store."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def _alembic(sync_connection: Any, verb: str, revision: str) -> None:
     getattr(command, verb)(config, revision)
 
 
-async def test_migration_0006_upgrades_a_store_from_the_release_before(store: Store) -> None:
+async def test_migration_0008_upgrades_a_store_from_the_release_before(store: Store) -> None:
     """A store at 0005 holding records (as the previous release left it) gains the park columns,
     the console's tables and the inbox indexes when the service opens it; its records are kept
     and none is parked."""

@@ -121,7 +121,7 @@ async def test_sqlite_store_from_before_0003_gets_the_usable_index_at_start(stor
             sql = (await connection.exec_driver_sql(
                 f"SELECT sql FROM sqlite_master WHERE name = '{INDEX}'")).scalar_one()
             version = (await connection.exec_driver_sql("SELECT version_num FROM alembic_version")).scalar_one()
-        # 0006 narrowed it further to records a pass takes (due and not parked), in the same form.
+        # 0008 narrowed it further to records a pass takes (due and not parked), in the same form.
         assert sql.endswith("WHERE due = 1 AND parked_at IS NULL") and version == HEAD, (sql, version)
     finally:
         await reopened.close()

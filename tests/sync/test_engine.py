@@ -358,3 +358,31 @@ async def test_a_create_refused_because_aemo_already_holds_the_record_becomes_an
     assert state.creates[nmi] == 1 and state.nmi_creates[nmi] == 1
     report = await read_back(store, state)
     assert report.ok and report.checked == 1, report
+
+
+async def test_lookups_are_spent_only_where_aemo_may_already_hold_the_record(
+    make_settings: Any, store: Store, simulator: Simulator
+) -> None:
+    """On a fresh register, a pass stops looking up records new to the store once 200 of them
+    were found absent at AEMO (each create then goes straight out); records AEMO turns out to
+    hold already (registered through its portal) are asked about when their create is refused,
+    updated instead, and lookups resume. Nothing is duplicated either way."""
+    settings = make_settings(store_batch_size=100)
+    await load(store, [record(nmi_for(i)) for i in range(600)])
+    await run_pass(settings, store)
+    assert simulator.state.count(route="installation_list") == 2  # 200 NMIs looked up, then trusted
+    assert simulator.state.count(route="installation_create", status=422) == 0
+    assert (await read_back(store, simulator.state)).ok
+
+    held_elsewhere = [nmi_for(i) for i in (1350, 1450, 1550)]  # after the next pass's probe
+    for nmi in held_elsewhere:
+        simulator.state.create_nmi(nmi_details(nmi))
+        simulator.state.create_installation(installation(nmi), lambda _inst: ([], set(), set()))
+    await load(store, [record(nmi_for(i)) for i in range(1000, 1600)])
+    lists_before = simulator.state.count(route="installation_list")
+    await run_pass(settings, store)
+    assert simulator.state.count(route="installation_create", status=422) >= 1  # asked about, then updated
+    assert simulator.state.count(route="installation_list") - lists_before >= 3  # probed, then looking again
+    assert all(simulator.state.creates[nmi] == 1 for nmi in held_elsewhere)
+    report = await read_back(store, simulator.state)
+    assert report.ok and report.checked == 1200, report

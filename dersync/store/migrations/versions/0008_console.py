@@ -15,21 +15,19 @@ counts instead, in the same transaction as the change, so they are exact:
 The tally starts from a count of the records, taken under the triggers' lock (nothing can
 change in between).
 
-Migration 0001 builds `der_record` and `validation_exception` from the current table definitions
-(`dersync.store.tables`), so on a store created by this release those already hold the new
-columns and indexes; on an older store they are added here. Each step therefore adds only what is
-missing, and the migration is the same whichever way the store came to be.
+Each step adds only what is missing, so that the migration is safe to run again on a store
+that was part-way migrated.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-10
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -139,6 +137,8 @@ def upgrade() -> None:
         sa.Column("sync_state", sa.String(16), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False,
                   comment="records in this state (a delta on PostgreSQL: summed)"),
+        comment="records by sync_state, kept by triggers on der_record (migration 0008): counting a million "
+                "rows per overview or scrape would take too long",
     )
     if sqlite:
         op.create_index("ux_der_record_tally_state", "der_record_tally", ["sync_state"], unique=True)
