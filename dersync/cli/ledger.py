@@ -1,8 +1,9 @@
 """`dersync history`, `dersync ledger show` and `dersync ledger export`: the submission ledger
 for people and auditors.
 
-History is one NMI's timeline, newest first: every request dersync sent about it, and with
-`--aemo` the versions AEMO itself kept (`GET /installation/{nmi}/history`, one request). Export
+History is one NMI's timeline, newest first: every request dersync sent about it, what people
+did to it (re-drive, park, unpark: from the console, its API or the CLI), and with `--aemo` the
+versions AEMO itself kept (`GET /installation/{nmi}/history`, one request). Export
 streams a period of the ledger (flat memory, any size) with the pinned field names scripts use.
 """
 
@@ -33,6 +34,7 @@ async def do_history(settings: Settings, nmi: str, *, fmt: str, aemo: bool) -> i
     zone = settings.zone
     async with open_store(settings, create=False) as store:
         rows = [_ours(entry) for entry in await store.ledger_for_nmi(nmi)]
+        rows += [_action(action) for action in await store.actions_of(nmi)]
         if aemo:
             rows += await _aemo_versions(settings, store, nmi)
     rows.sort(key=lambda row: row["time"] or datetime.min.replace(tzinfo=zone), reverse=True)
@@ -47,6 +49,13 @@ def _ours(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {"time": entry["sentAt"], "source": "dersync", "ledgerId": entry["id"], "method": entry["method"],
             "path": entry["path"], "status": entry["status"], "transactionId": entry["transactionId"],
             "codes": ",".join(entry["codes"]), "detail": detail}
+
+
+def _action(action: Mapping[str, Any]) -> dict[str, Any]:
+    """A person's action on the NMI, as a timeline row (source `person`)."""
+    detail = f"{action['kind']} by {action['actor']}" + (f": {action['reason']}" if action["reason"] else "")
+    return {"time": action["at"], "source": "person", "ledgerId": None, "method": None, "path": None,
+            "status": None, "transactionId": None, "codes": "", "detail": detail}
 
 
 async def _aemo_versions(settings: Settings, store: Store, nmi: str) -> list[dict[str, Any]]:

@@ -58,6 +58,25 @@ async def test_history_is_the_nmis_timeline_newest_first_and_aemo_adds_its_versi
     assert header == ["time", "source", "ledgerId", "method", "path", "status", "transactionId", "codes", "detail"]
 
 
+async def test_history_shows_what_people_did_to_the_nmi(
+    settings: Settings, store: Store, dersync: DersyncProcess
+) -> None:
+    """A park and an unpark (from the CLI here; the console logs the same way) are in the NMI's
+    history beside the requests, with who did it and why, newest first."""
+    nmi = nmi_for(5)
+    await synced_twice(settings, store, nmi)
+    assert (await dersync("park", nmi, "--reason", "serials being fixed")).returncode == 0
+    assert (await dersync("unpark", nmi)).returncode == 0
+    ran = await dersync("history", nmi, "--format", "json")
+    assert ran.returncode == 0, ran.stderr
+    rows = json.loads(ran.stdout)
+    people = [r for r in rows if r["source"] == "person"]
+    assert [r["detail"].split(" by ")[0] for r in people] == ["unpark", "park"]
+    assert people[1]["detail"].endswith(": serials being fixed")
+    assert rows[0]["source"] == "person"  # the newest thing that happened to it
+    assert len(rows) == len(people) + len(await store.ledger_for_nmi(nmi))
+
+
 async def test_ledger_show_prints_the_body_that_was_sent(
     settings: Settings, store: Store, dersync: DersyncProcess
 ) -> None:
