@@ -20,7 +20,6 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -113,35 +112,18 @@ def _fill_sql(dialect: str, records: int, exceptions: int) -> list[tuple[str, di
 
 @asynccontextmanager
 async def _store(dialect: str, folder: str, postgres_url: str | None) -> AsyncIterator[Any]:
+    """An open store on a fresh database (`run.fresh_database`: a SQLite file, or a PostgreSQL
+    database dropped afterwards)."""
+    from benchmarks.run import fresh_database
+    from dersync.settings import Settings
     from dersync.store import Store
 
-    if dialect == "sqlite":
-        store = await Store.open(f"sqlite+aiosqlite:///{folder}/console-bench.db")
+    async with fresh_database(dialect, folder, postgres_url) as url:
+        store = await Store.open(Settings(database_url=url).database_url)
         try:
             yield store
         finally:
             await store.close()
-        return
-    import asyncpg
-
-    assert postgres_url is not None
-    name = f"dersync_console_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = postgres_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    store = await Store.open(f"{base}/{name}")
-    try:
-        yield store
-    finally:
-        await store.close()
-        admin = await asyncpg.connect(postgres_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def _fill(store: Any, records: int, exceptions: int) -> float:
