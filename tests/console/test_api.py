@@ -107,7 +107,10 @@ async def test_nmi_answers_record_state_ids_exceptions_actions_and_requests(serv
     [exception] = answer["exceptions"]
     assert exception["code"] == "2023" and exception["transactionId"] and exception["status"] == "open"
     assert [a["kind"] for a in answer["actions"]] == ["park"]
-    assert [(r["method"], r["transactionId"]) for r in answer["requests"]] == [("PUT", "tx-ledger-1")]
+    ledger = await served.store.ledger_for_nmi(nmi)  # the sync pass's requests, and the one added
+    assert [(r["method"], r["transactionId"]) for r in answer["requests"]] == [
+        (r["method"], r["transactionId"]) for r in ledger]
+    assert (answer["requests"][0]["method"], answer["requests"][0]["transactionId"]) == ("PUT", "tx-ledger-1")
     status, answer = await api(served, "GET", f"/api/v1/nmis/{nmi_for(99)}")
     assert status == 404 and "no record" in answer["error"]
 
