@@ -19,6 +19,7 @@ from sqlalchemy import Dialect, and_, delete, desc, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dersync.store.tables import ledger_entry
+from dersync.vocabulary import Part
 
 #: The columns every reader gets (the body only by id).
 _FIELDS = [c for c in ledger_entry.c if c.name != "body"]
@@ -110,6 +111,20 @@ def _insert_for(dialect: Dialect) -> _Insert:
                      for name in _APPENDED},
         )
     return _INSERTS[key]
+
+
+def answered_writes(requests: Sequence[SentRequest]) -> dict[tuple[str, str], datetime]:
+    """The answer time of each successful installation write in `requests`, by (NMI,
+    transactionId), earliest first wins: what the compliance lookup would read back from rows
+    just appended (`compliance.record_first`), without reading them."""
+    found: dict[tuple[str, str], datetime] = {}
+    for r in requests:
+        if r.api == Part.INSTALLATION and r.status is not None and 200 <= r.status < 300 \
+                and r.answered_at is not None and r.nmi is not None and r.transaction_id:
+            key = (r.nmi, r.transaction_id)
+            if key not in found or r.answered_at < found[key]:
+                found[key] = r.answered_at
+    return found
 
 
 def as_row(row: Mapping[str, Any]) -> dict[str, Any]:
