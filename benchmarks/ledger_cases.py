@@ -68,26 +68,28 @@ def ledger_off() -> Iterator[None]:
       uncompressed, the gzip of the body (the ledger's copy); with `compress_requests` (the
       default) the gzip is the wire's and stays;
     * `ledger.append`: the executemany INSERT in each outcome transaction, and the rows stored on
-      their own at the end of a pass.
+      their own at the end of a pass;
+    * `compliance._answered_at`: first acceptances reading answer times back from the ledger
+      (without a ledger there is nothing to read: the time the answer was read stands in).
 
     Left in (too small to matter, and they would need copies of product code to remove): the
-    send time taken before each request and the list of answer codes. The compliance lookup of
-    the ledger's `answered_at` in each outcome transaction also stays; without rows it finds
-    nothing and costs almost nothing, so its cost against a filled ledger counts as the ledger's.
+    send time taken before each request and the list of answer codes.
     """
     from dersync.aemo import transport
     from dersync.aemo.sent import SentBody
-    from dersync.store import ledger
+    from dersync.store import compliance, ledger
 
-    saved = (transport.Transport._keep, SentBody.__dict__["of"], ledger.append)
+    saved = (transport.Transport._keep, SentBody.__dict__["of"], ledger.append, compliance._answered_at)
     transport.Transport._keep = _keep_nothing  # type: ignore[method-assign]
     SentBody.of = classmethod(_wire_only)  # type: ignore[method-assign, assignment]
     ledger.append = _append_nothing
+    compliance._answered_at = _read_nothing
     try:
         yield
     finally:
         transport.Transport._keep, ledger.append = saved[0], saved[2]  # type: ignore[method-assign]
         SentBody.of = saved[1]  # type: ignore[method-assign]
+        compliance._answered_at = saved[3]
 
 
 def _keep_nothing(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -103,6 +105,11 @@ def _wire_only(cls: Any, raw: bytes, *, compress: bool) -> Any:
 
 async def _append_nothing(connection: Any, requests: Any) -> None:
     """`ledger.append` without the ledger: no INSERT."""
+
+
+async def _read_nothing(connection: Any, exchanges: Any) -> dict[tuple[str, str], Any]:
+    """`compliance._answered_at` without the ledger: no rows to read."""
+    return {}
 
 
 # --- ledger_headroom ----------------------------------------------------------------------------
