@@ -167,23 +167,36 @@ def _ledger(on: bool) -> Iterator[None]:
 
 
 def _compare(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
-    """Medians of each variant, the throughput ratio and the cost (1 - ratio)."""
-    rate = {v: statistics.median(p["per_second"] for p in passes) for v, passes in runs.items()}
-    cpu = {v: statistics.median(p["client_cpu_ms_per_push"] for p in passes) for v, passes in runs.items()}
-    ratio = rate["with"] / rate["without"]
+    """Medians of each variant over complete pairs, and the median of the pairs' own ratios
+    (with / without, run back to back: robust to the load other work puts on the machine
+    drifting during the run). A pass that left records due (the lease check timed out under
+    load and the pass stopped) makes its pair incomplete: it is reported, not counted."""
+    pairs = [(w, wo) for w, wo in zip(runs["with"], runs["without"], strict=True)
+             if w["left_due"] == 0 and wo["left_due"] == 0]
+    if not pairs:
+        raise RuntimeError("no complete pair of passes")
+    median = {v: {k: statistics.median(pair[i][k] for pair in pairs) for k in ("per_second", "client_cpu_ms_per_push")}
+              for i, v in enumerate(("with", "without"))}
+    paired = statistics.median(w["per_second"] / wo["per_second"] for w, wo in pairs)
+    paired_cpu = statistics.median(w["client_cpu_ms_per_push"] / wo["client_cpu_ms_per_push"] for w, wo in pairs)
+    ratio = median["with"]["per_second"] / median["without"]["per_second"]
     # Every pushed record's two writes are in the ledger with it on, none with it off.
-    switch_ok = all(p["ledger_rows"] >= 2 * HEADROOM_RECORDS for p in runs["with"]) \
-        and all(p["ledger_rows"] == 0 for p in runs["without"]) \
-        and all(p["left_due"] == 0 for passes in runs.values() for p in passes)
-    return {"per_second_with": rate["with"], "per_second_without": rate["without"], "ratio": round(ratio, 4),
-            "cost": round(1 - ratio, 4), "client_cpu_ms_per_push_with": cpu["with"],
-            "client_cpu_ms_per_push_without": cpu["without"], "switch_ok": switch_ok}
+    switch_ok = all(w["ledger_rows"] >= 2 * HEADROOM_RECORDS and wo["ledger_rows"] == 0 for w, wo in pairs)
+    return {"per_second_with": median["with"]["per_second"], "per_second_without": median["without"]["per_second"],
+            "ratio": round(ratio, 4), "cost": round(1 - ratio, 4), "paired_ratio": round(paired, 4),
+            "client_cpu_ms_per_push_with": median["with"]["client_cpu_ms_per_push"],
+            "client_cpu_ms_per_push_without": median["without"]["client_cpu_ms_per_push"],
+            "paired_cpu_ratio": round(paired_cpu, 4), "complete_pairs": len(pairs),
+            "incomplete_pairs": len(runs["with"]) - len(pairs), "switch_ok": switch_ok}
 
 
 def _describe(kind: str, s: dict[str, Any]) -> str:
     return (f"{kind} {s['per_second_with']:.0f}/s with, {s['per_second_without']:.0f}/s without: ratio "
-            f"{s['ratio']:.3f} (cost {s['cost']:+.1%}); client CPU {s['client_cpu_ms_per_push_with']:.2f} vs "
-            f"{s['client_cpu_ms_per_push_without']:.2f} ms/push" + ("" if s["switch_ok"] else "; SWITCH CHECK FAILED"))
+            f"{s['ratio']:.3f} (cost {s['cost']:+.1%}), paired {s['paired_ratio']:.3f}; client CPU "
+            f"{s['client_cpu_ms_per_push_with']:.2f} vs {s['client_cpu_ms_per_push_without']:.2f} ms/push (paired "
+            f"{s['paired_cpu_ratio']:.3f}); {s['complete_pairs']} pairs"
+            + (f" ({s['incomplete_pairs']} incomplete left out)" if s["incomplete_pairs"] else "")
+            + ("" if s["switch_ok"] else "; SWITCH CHECK FAILED"))
 
 
 def _code_checked() -> dict[str, str]:
