@@ -126,6 +126,11 @@ async def ledger_headroom(args: argparse.Namespace) -> Result:
         for _ in range(args.headroom_repeat):
             for variant in ("with", "without"):
                 runs[variant].append(await _pass(kind, args.postgres_url, ledger=variant == "with"))
+        if not any(w["left_due"] == 0 == wo["left_due"] for w, wo in zip(runs["with"], runs["without"], strict=True)):
+            ok = False
+            texts.append(f"{kind}: no complete pair of passes (each left records due)")
+            details[kind] = {"runs": runs}
+            continue
         summary = _compare(runs)
         ok = ok and summary["cost"] <= MAX_COST and summary["switch_ok"]
         texts.append(_describe(kind, summary))
