@@ -66,7 +66,7 @@ async def append(connection: AsyncConnection, requests: Sequence[SentRequest]) -
     Every request a pass sends is appended here, in the transaction of its outcome: the rows go
     to the driver as they are, converted by each column's own type (times as the dialect stores
     them), through a statement compiled once per dialect. SQLAlchemy's general executemany path
-    built every row's parameters afresh and cost about a third more per row.
+    built every row's parameters afresh: about 25% more CPU per row.
     """
     if not requests:
         return
