@@ -265,9 +265,10 @@ def write_results(results: list[Result], command: str) -> Path:
 def main() -> None:
     import benchmarks.cases
     import benchmarks.console
+    import benchmarks.ledger_cases
     import benchmarks.scale_cases
 
-    del benchmarks.cases, benchmarks.console, benchmarks.scale_cases  # imported to register their benchmarks
+    del benchmarks.cases, benchmarks.console, benchmarks.ledger_cases, benchmarks.scale_cases  # register them
 
     # Run as a script this module is __main__; the registry that cases.py filled is the one
     # in the imported `benchmarks.run`.

@@ -172,7 +172,7 @@ class Store:
                 await lease.check_fence(connection, fence)
             await ledger.append(connection, sent)
             if outcomes:
-                await record_outcomes(connection, outcomes, utcnow())
+                await record_outcomes(connection, outcomes, utcnow(), answered=ledger.answered_writes(sent))
 
     # --- the submission ledger -----------------------------------------------------------------
     async def append_ledger(self, requests: Sequence[ledger.SentRequest]) -> None:

@@ -75,9 +75,14 @@ class InstallationFacts:
     blocking: Sequence[tuple[str | None, str]]
 
 
-async def record_first(connection: AsyncConnection, parts: Sequence[AcceptedPart], now: datetime) -> None:
+async def record_first(connection: AsyncConnection, parts: Sequence[AcceptedPart], now: datetime, *,
+                       answered: Mapping[tuple[str, str], datetime] | None = None) -> None:
     """Record the first acceptance of every connection in `parts` that has none yet (call inside
     the outcomes' transaction, after the ledger rows of the same requests were appended).
+
+    `answered`: the ledger's answer times of the requests appended in this transaction, by (NMI,
+    transactionId), as `ledger.answered_writes` gives them; the ledger is read only for the
+    others (rows stored earlier), which saves a query per transaction in a pass.
 
     Within `parts` (in the order the outcomes were recorded) the first mention of a connection
     wins. At most three statements, whatever the count.
@@ -92,9 +97,10 @@ async def record_first(connection: AsyncConnection, parts: Sequence[AcceptedPart
     new = {key: found for key, found in first.items() if key not in known}
     if not new:
         return
-    answered = await _answered_at(connection, sorted({
-        (part.nmi, part.transaction_id) for item, part in new.values()
-        if item.rule == AcceptanceRule.ANSWERED and part.transaction_id}))
+    exchanges = {(part.nmi, part.transaction_id) for item, part in new.values()
+                 if item.rule == AcceptanceRule.ANSWERED and part.transaction_id}
+    in_memory = answered or {}
+    answered = {**await _answered_at(connection, sorted(e for e in exchanges if e not in in_memory)), **in_memory}
     rows = []
     for (nmi, nsp_connection), (item, part) in new.items():
         if item.rule == AcceptanceRule.HELD_AT_AEMO and item.record_created_at is not None:

@@ -8,7 +8,7 @@ of each AC connection (compliance deadlines) is recorded in the same transaction
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -66,8 +66,10 @@ _HASH_COLUMNS = {Part.NMI: ("nmi_synced_hash", "nmi_rejected_hash", "nmi_at_aemo
                  Part.INSTALLATION: ("inst_synced_hash", "inst_rejected_hash", "inst_at_aemo")}
 
 
-async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[RecordOutcome], now: datetime) -> None:
+async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[RecordOutcome], now: datetime, *,
+                          answered: Mapping[tuple[str, str], datetime] | None = None) -> None:
     """Record many records' outcomes with a handful of statements (call inside one transaction).
+    `answered`: the answer times of the writes appended to the ledger in it (`record_first`).
 
     An NMI may appear more than once (a later outcome supersedes an earlier one): the outcomes
     are applied in rounds in which each NMI appears once, in their original order.
@@ -78,7 +80,7 @@ async def record_outcomes(connection: AsyncConnection, outcomes: Sequence[Record
         await save_ids(connection, {o.nmi: p.equipment for o in round_ for p in o.parts if p.equipment})
         await _update_records(connection, round_, now)
     await record_first(connection, [AcceptedPart(o.nmi, p.transaction_id, p.answered_at, p.accepted)
-                                    for o in outcomes for p in o.parts if p.accepted], now)
+                                    for o in outcomes for p in o.parts if p.accepted], now, answered=answered)
 
 
 def _rounds(outcomes: Sequence[RecordOutcome]) -> list[list[RecordOutcome]]:

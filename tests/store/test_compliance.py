@@ -59,6 +59,18 @@ async def test_a_first_acceptance_is_the_ledgers_answer_time_and_never_moves(sto
     }
 
 
+async def test_an_answer_stored_before_its_outcome_is_read_from_the_ledger(store: Store) -> None:
+    """The answer times of requests appended with the outcome are taken as they are appended; one
+    appended earlier on its own (a pass cut short, a lost lease) is read back from the ledger."""
+    nmi = nmi_for(3)
+    await store.append_ledger([answered(nmi, "tx-early", T0)])
+    await store.record_outcomes([accepted(nmi, "tx-early", Accepted("A", AcceptanceRule.ANSWERED),
+                                          read_at=T0 + timedelta(seconds=5))])
+
+    found = (await store.first_acceptances([nmi]))[nmi]
+    assert (found["A"].accepted_at, found["A"].transaction_id) == (T0, "tx-early")
+
+
 async def test_a_connection_aemo_held_before_is_recorded_at_aemos_creation_time(store: Store) -> None:
     """A connection AEMO held before the accepting request is recorded at AEMO's
     recordCreationDate for it, not at the answer's time; where the ledger holds no row for an
