@@ -42,12 +42,12 @@ def ids_from_installation(installation: Mapping[str, Any]) -> list[EquipmentId]:
         if nsp_connection is None or connection.get("connectionId") is None:
             continue
         found.append(EquipmentId(str(nsp_connection), "", int(connection["connectionId"]),
-                                 connection.get("installationStage"), _text(connection.get("status"))))
+                                 _text(connection.get("installationStage")), _text(connection.get("status"))))
         for device in connection.get("devices") or []:
             if device.get("nspDeviceId") is None or device.get("deviceId") is None:
                 continue
             found.append(EquipmentId(str(nsp_connection), str(device["nspDeviceId"]),
-                                     int(device["deviceId"]), device.get("installationStage"),
+                                     int(device["deviceId"]), _text(device.get("installationStage")),
                                      _text(device.get("status"))))
     return found
 
@@ -74,7 +74,10 @@ def id_map(held: Sequence[EquipmentId]) -> IdMap:
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    """AEMO's word for a stage or status as the store can keep it: PostgreSQL's text takes no
+    NUL character, and a status that holds one is no status dersync compares with anyway, so a
+    NUL becomes U+FFFD (the replacement character) instead of failing the outcome's transaction."""
+    return None if value is None else str(value).replace("\x00", "\ufffd")
 
 
 async def save_ids(connection: AsyncConnection, ids_by_nmi: Mapping[str, Sequence[EquipmentId]]) -> None:
