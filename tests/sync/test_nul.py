@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dersync.mock import Simulator
 from dersync.settings import Settings
 from dersync.store import Store
 from dersync.sync import sync_once
-from dersync.mock import Simulator
 from dersync.testing import load, nmi_for, read_back, record
 
 
