@@ -218,6 +218,9 @@ class Transport:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=s.request_timeout_seconds),
             raise_for_status=False,
+            # AEMO's APIs take a bearer token, never a cookie: a real jar only costs a filtering
+            # walk per request and a parse per answer.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         # aiohttp silently re-sends GET/PUT once when a kept-alive connection drops; a PUT that
         # AEMO applied before the drop would then be applied twice. Retries are ours alone.

@@ -58,10 +58,12 @@ async def do_import(settings: Settings, path: Path) -> int:
 
 
 async def do_sync(settings: Settings) -> int:
+    from dersync.gc_tuning import settle_after_start_up
     from dersync.sync import sync_once
 
     settings.require_aemo()  # before touching the store: configuration problems come first
     async with open_store(settings) as store:
+        settle_after_start_up()
         bar, update = progress_bar("Syncing", sys.stdout.isatty())
         with bar or nullcontext():
             summary = await sync_once(settings, store, progress=update)

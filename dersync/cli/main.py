@@ -366,8 +366,11 @@ async def remove_user(ctx: Context, name: str) -> int:
 async def run_command(ctx: Context) -> int:
     """Run the daemon: scheduled sync and reconciliation, admin endpoints; stop with SIGTERM."""
     from dersync.daemon import Service
+    from dersync.gc_tuning import settle_after_start_up
 
-    return await Service(ctx.settings(events_on_stdout=True)).run()
+    service = Service(ctx.settings(events_on_stdout=True))
+    settle_after_start_up()
+    return await service.run()
 
 
 @cli.command("mock-aemo")
@@ -400,9 +403,11 @@ async def mock_aemo(ctx: Context, host: str, port: int, token_lifetime: int, rat
       export DERSYNC_PARTICIPANT_ID=MYNSP
       dersync import records.jsonl && dersync sync
     """
+    from dersync.gc_tuning import settle_after_start_up
     from dersync.mock import SimulatorConfig, serve_forever
 
     configure_logging(Settings(log_format=None))
+    settle_after_start_up()
     config = SimulatorConfig(token_lifetime_seconds=token_lifetime, rate_limit_per_minute=rate_limit,
                              fault_rate=fault_rate, latency_seconds=latency, state_file=state_file,
                              response_shape=response_shape, outage_after_requests=outage_after_requests,

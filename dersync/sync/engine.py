@@ -15,6 +15,7 @@ of the pass and otherwise stay due for the next one; they are never marked synce
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -39,6 +40,9 @@ from dersync.sync.summary import PassSummary
 from dersync.vocabulary import Part, PassKind, PassStatus, RemovedEquipment, Result, SyncState
 
 log = structlog.get_logger("dersync.sync")
+#: The standard library logger under `log`: asked first, so that a pass at WARNING does not build
+#: (and bind a structlog proxy for) a `sync.record` event per record only to drop it.
+_RECORD_EVENTS = logging.getLogger("dersync.sync")
 
 #: Batches prepared ahead of the one sending: one is enough for the budget never to idle while
 #: a batch is planned, looked up and marked, and keeps memory to two batches.
@@ -435,7 +439,8 @@ class SyncEngine:
             summary.retry.add(outcome.nmi)
         else:
             summary.retry.discard(outcome.nmi)
-        if any(p.result not in (Result.ABSENT, Result.UNCHANGED) for p in outcome.parts):
+        if _RECORD_EVENTS.isEnabledFor(logging.INFO) and any(
+                p.result not in (Result.ABSENT, Result.UNCHANGED) for p in outcome.parts):
             log.info("sync.record", nmi=outcome.nmi, state=outcome.state,
                      parts={str(p.part): str(p.result) for p in outcome.parts if p.result != Result.ABSENT},
                      transactionId=outcome.transaction_id)
