@@ -224,23 +224,23 @@ def _is_unicode(text: str) -> bool:
 
 
 def _nesting(value: Any) -> int:
-    """How deeply objects and arrays nest in `value` (a scalar is 0), without recursion."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_NESTING:
-            return deepest
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
+    """How deeply objects and arrays nest in `value` (a scalar is 0), without recursion.
+
+    Level by level, carrying only the containers: a record has a few dozen of them among
+    hundreds of scalars, and this runs for every line of an import."""
+    depth = 0
+    level = [value] if type(value) in _CONTAINERS else []
+    while level:
+        depth += 1
+        if depth > MAX_NESTING:
+            return depth
+        level = [child for node in level for child in (node.values() if type(node) is dict else node)
+                 if type(child) in _CONTAINERS]
+    return depth
+
+
+#: What JSON parses objects and arrays to (exactly these types: `json` makes no subclasses).
+_CONTAINERS = frozenset({dict, list})
 
 
 def _nmi_of(item: dict[str, Any]) -> str | None:
