@@ -48,6 +48,16 @@ def device(nsp_device_id: str, *, kind: str = "Solar PV", kw: float = 5.0,
     }
 
 
+def commissioned(item: Mapping[str, Any], day: str | None) -> dict[str, Any]:
+    """A copy of an AC connection commissioned on `day` (None: without a commissioning date)."""
+    copy = dict(item)
+    if day is None:
+        copy.pop("commissioningDate", None)
+    else:
+        copy["commissioningDate"] = day
+    return copy
+
+
 def connection(nsp_connection_id: str, *, devices: Iterable[Mapping[str, Any]] | None = None,
                maker: tuple[str, str] = ("Fronius", "Primo 5.0-1"), kw: float = 5.0,
                equipment_type: str = "Solar PV Inverter") -> dict[str, Any]:

@@ -18,21 +18,13 @@ from dersync.mock import Simulator
 from dersync.settings import Enumerations, Settings
 from dersync.store import Store
 from dersync.sync import sync_once
-from dersync.testing import connection, installation, load, nmi_details, nmi_for
+from dersync.testing import commissioned, connection, installation, load, nmi_details, nmi_for
 from tests.cli.conftest import DersyncProcess
 
 PINNED = ["nmi", "nspConnectionId", "commissioningDate", "deadline", "acceptedAt", "state", "blockingException"]
 FIELDS = [*PINNED, "daysLeft", "acceptedBy", "transactionId"]
 HELD, OVERDUE, DUE, UNDATED = nmi_for(1), nmi_for(2), nmi_for(3), nmi_for(4)
 
-
-def commissioned(item: dict[str, Any], day: str | None) -> dict[str, Any]:
-    item = dict(item)
-    if day is None:
-        item.pop("commissioningDate")
-    else:
-        item["commissioningDate"] = day
-    return item
 
 
 async def one_of_each_state(make_settings: Any, store: Store, simulator: Simulator) -> Settings:

@@ -15,18 +15,8 @@ from dersync.mock import Simulator
 from dersync.settings import Enumerations, Settings
 from dersync.store import Store
 from dersync.sync import sync_once
-from dersync.testing import connection, installation, load, nmi_details, nmi_for
+from dersync.testing import commissioned, connection, installation, load, nmi_details, nmi_for
 from dersync.vocabulary import AcceptanceRule, ComplianceState
-
-
-def commissioned(item: dict[str, Any], day: str | None) -> dict[str, Any]:
-    """A connection commissioned on `day` (None: without a commissioning date)."""
-    item = dict(item)
-    if day is None:
-        item.pop("commissioningDate")
-    else:
-        item["commissioningDate"] = day
-    return item
 
 
 async def answer_of(store: Store, nmi: str, method: str) -> dict[str, Any]:

@@ -41,6 +41,18 @@ def writes(simulator: Simulator) -> int:
     return sum(simulator.state.count(route=route) for route in routes)
 
 
+async def battery_removed_in_store(settings: Settings, store: Store, simulator: Simulator) -> int:
+    """Sync the record with its battery, then sync it again with the battery gone from the
+    store's record: AEMO's deviceId of the battery."""
+    await load(store, [with_battery()])
+    await sync_once(settings, store)
+    battery_id = int(held_device(simulator, f"C-{NMI}-1-D2")["deviceId"])
+    await load(store, [{"installation": installation(NMI, connections=[connection(f"C-{NMI}-1"),
+                                                                       connection(f"C-{NMI}-2")])}])
+    await sync_once(settings, store)
+    return battery_id
+
+
 async def last_installation_put(store: Store) -> dict[str, Any]:
     put = next(r for r in await store.ledger_for_nmi(NMI) if r["method"] == "PUT" and r["part"] == "installation")
     entry = await store.ledger_body(put["id"])
@@ -54,12 +66,7 @@ async def test_a_removed_device_is_reported_and_nothing_is_sent_for_it(
     """By default, a device the store stops listing is an open local exception REMOVED_IN_STORE
     naming it and AEMO's deviceId; it stays active at AEMO, untouched; restored in the store, it
     is updated in place (no duplicate) and the exception resolves."""
-    await load(store, [with_battery()])
-    await sync_once(settings, store)
-    battery_id = held_device(simulator, f"C-{NMI}-1-D2")["deviceId"]
-    await load(store, [{"installation": installation(NMI, connections=[connection(f"C-{NMI}-1"),
-                                                                       connection(f"C-{NMI}-2")])}])
-    await sync_once(settings, store)
+    battery_id = await battery_removed_in_store(settings, store, simulator)
 
     assert held_device(simulator, f"C-{NMI}-1-D2")["status"] == "Active"
     sent = await last_installation_put(store)
@@ -83,12 +90,7 @@ async def test_decommission_marks_a_removed_device_at_aemo_once(
     decommissioned status (the ledger shows the body), AEMO holds it decommissioned, no
     exception is open, and later writes do not send it again."""
     settings = make_settings(removed_equipment="decommission")
-    await load(store, [with_battery()])
-    await sync_once(settings, store)
-    battery_id = held_device(simulator, f"C-{NMI}-1-D2")["deviceId"]
-    await load(store, [{"installation": installation(NMI, connections=[connection(f"C-{NMI}-1"),
-                                                                       connection(f"C-{NMI}-2")])}])
-    await sync_once(settings, store)
+    battery_id = await battery_removed_in_store(settings, store, simulator)
 
     battery = held_device(simulator, f"C-{NMI}-1-D2")
     assert battery["status"] == "Decommissioned" and battery["deviceId"] == battery_id
