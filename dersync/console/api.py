@@ -33,7 +33,7 @@ from dersync.console.forms import (
     reason_of,
     selection_of,
 )
-from dersync.store import NothingSelected, NotInStore, SelectionChanged
+from dersync.store import NothingSelected, SelectionChanged
 
 log = structlog.get_logger("dersync.console")
 
@@ -125,8 +125,6 @@ class Api:
                     "pages": max(1, math.ceil(len(resolved.nmis) / size)),
                     "nmis": [{"nmi": nmi, **states.get(nmi, {})} for nmi in shown]})
             action_id, resolved = await self.c.store.redrive(selection, actor=actor, reason=reason, expect=expect)
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
         except NothingSelected as exc:
             raise BadInput(str(exc)) from None
         except SelectionChanged as exc:
@@ -144,10 +142,7 @@ class Api:
         only_known(body, ("reason",), "key")
         reason = reason_of(body.get("reason"), required=True)
         assert reason is not None
-        try:
-            newly = await self.c.store.park(nmi, actor=actor, reason=reason)
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
+        newly = await self.c.store.park(nmi, actor=actor, reason=reason)
         log.info("console.park", user=actor, nmi=nmi, via="api")
         return self.c.json({"nmi": nmi, "parked": True, "changed": newly, "reason": reason})
 
@@ -157,10 +152,7 @@ class Api:
         body = await json_body(request, optional=True)
         only_known(body, ("reason",), "key")
         reason = reason_of(body.get("reason"), required=False)
-        try:
-            changed = await self.c.store.unpark(nmi, actor=actor, reason=reason)
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
+        changed = await self.c.store.unpark(nmi, actor=actor, reason=reason)
         if changed:
             log.info("console.unpark", user=actor, nmi=nmi, via="api")
             self.c.runtime.pass_soon()

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +31,7 @@ from dersync.console.runtime import Runtime
 from dersync.errors import StoreUnavailable
 from dersync.logs import redact
 from dersync.settings import Settings
-from dersync.store import Store
+from dersync.store import NotInStore, Store
 from dersync.vocabulary import ActionKind, Role
 
 log = structlog.get_logger("dersync.console")
@@ -137,6 +137,8 @@ class Console:
             response = self.error(request, exc.status, reason[:1].lower() + reason[1:], api)
         except BadInput as exc:
             response = self.error(request, 400, str(exc), api)
+        except NotInStore as exc:  # an action or page named an NMI the store does not hold
+            response = self.error(request, 404, str(exc), api)
         except StoreUnavailable as exc:
             log.warning("console.store_unavailable", path=request.path, error=str(exc))
             response = self.error(request, 503, f"the store is unavailable: {exc}", api)
@@ -290,7 +292,3 @@ def _query(params: dict[str, Any], **changes: Any) -> str:
 def see_other(location: str) -> web.Response:
     """303: go there with a GET (after a form, so that reloading never repeats the action)."""
     return web.Response(status=303, headers={"Location": location})
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

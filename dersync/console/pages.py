@@ -18,14 +18,14 @@ from multidict import MultiMapping
 from dersync.aemo.responses import AemoResponse
 from dersync.cli.commands import EXCEPTION_CSV_COLUMNS
 from dersync.cli.output import in_zone
-from dersync.console.app import Console, now_utc, see_other
+from dersync.console.app import Console, see_other
 from dersync.console.auth import SIGNIN_COOKIE, Refused, tokens_match
 from dersync.console.compare_view import side_by_side
 from dersync.console.forms import BadInput, exception_filter, nmi_value, page_of, reason_of
 from dersync.errors import AemoError, LeaseLost
 from dersync.models import check_record
 from dersync.reconcile.compare import compare_installation, compare_nmi_details
-from dersync.store import ExceptionFilter, NothingSelected, NotInStore, Selection, SelectionChanged
+from dersync.store import ExceptionFilter, NothingSelected, Selection, SelectionChanged, utcnow
 from dersync.vocabulary import DriftKind, ExceptionAge, ExceptionStatus, Level, Part, values
 
 log = structlog.get_logger("dersync.console")
@@ -121,7 +121,7 @@ class Pages:
         return {**data, "live": live, "running_elsewhere": elsewhere, "total": sum(data["records"].values()),
                 "open_total": sum(data["open_exceptions"].values()), "token": self.c.runtime.token_state(),
                 "replica": self.c.runtime.replica(), "store": self.c.store.description, "levels": values(Level),
-                "now": now_utc()}
+                "now": utcnow()}
 
     async def overview(self, request: web.Request) -> web.Response:
         return self.c.render(request, "overview.html", **await self._overview())
@@ -204,7 +204,7 @@ class Pages:
         return await self._nmi_page(request, nmi, aemo=await self._aemo_copy(nmi, part))
 
     async def _aemo_copy(self, nmi: str, part: Part) -> dict[str, Any]:
-        found: dict[str, Any] = {"part": part, "at": now_utc(), "rows": [], "diffs": [], "message": None}
+        found: dict[str, Any] = {"part": part, "at": utcnow(), "rows": [], "diffs": [], "message": None}
         role = self.c.runtime.role()
         client = self.c.runtime.client()
         standby = (f"This replica is not the leader (role {role}): only the holder of the sender lease sends "
@@ -260,8 +260,6 @@ class Pages:
             await self.c.store.redrive(Selection(nmis=(nmi,)), actor=identity.name, reason=reason)
         except BadInput as exc:
             return await self._nmi_page(request, nmi, status=400, message=str(exc))
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
         log.info("console.redrive", user=identity.name, nmis=1, nmi=nmi)
         self.c.runtime.pass_soon()
         return see_other(f"/nmi/{_quoted(nmi)}?done=redriven")
@@ -277,8 +275,6 @@ class Pages:
             newly = await self.c.store.park(nmi, actor=identity.name, reason=reason)
         except BadInput as exc:
             return await self._nmi_page(request, nmi, status=400, message=str(exc))
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
         log.info("console.park", user=identity.name, nmi=nmi)
         return see_other(f"/nmi/{_quoted(nmi)}?done={'parked' if newly else 'reparked'}")
 
@@ -292,8 +288,6 @@ class Pages:
             changed = await self.c.store.unpark(nmi, actor=identity.name, reason=reason)
         except BadInput as exc:
             return await self._nmi_page(request, nmi, status=400, message=str(exc))
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
         if changed:
             log.info("console.unpark", user=identity.name, nmi=nmi)
             self.c.runtime.pass_soon()
@@ -320,10 +314,7 @@ class Pages:
                               status: int = 200, fields: MultiMapping[Any] | None = None) -> web.Response:
         selection, again = self._selection(fields if fields is not None else request.query)
         page = page_of({"page": request.query.get("page")}, PREVIEW_PAGE_SIZE)[0]
-        try:
-            resolved = await self.c.store.redrive_preview(selection)
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
+        resolved = await self.c.store.redrive_preview(selection)
         shown = resolved.nmis[(page - 1) * PREVIEW_PAGE_SIZE : page * PREVIEW_PAGE_SIZE]
         states = await self.c.store.record_states(shown)
         pages = max(1, math.ceil(len(resolved.nmis) / PREVIEW_PAGE_SIZE))
@@ -344,8 +335,6 @@ class Pages:
         except (SelectionChanged, NothingSelected, BadInput) as exc:
             return await self.redrive_preview(request, message=str(exc), status=409 if isinstance(
                 exc, SelectionChanged) else 400, fields=form)
-        except NotInStore as exc:
-            raise web.HTTPNotFound(reason=str(exc)) from None
         log.info("console.redrive", user=identity.name, nmis=len(resolved.nmis), parked=len(resolved.parked),
                  action_id=action_id, selection=selection.as_dict())
         self.c.runtime.pass_soon()
@@ -358,7 +347,7 @@ class Pages:
         if kind is not None and kind not in values(DriftKind):
             raise BadInput(f"kind must be one of {', '.join(values(DriftKind))}, not {kind!r}")
         last, findings = await self.c.store.latest_drift(kind=kind)
-        counts = (await self.c.store.status())["drift"]
+        counts = await self.c.store.drift_counts()
         return self.c.render(request, "drift.html", last=last, findings=findings[:DRIFT_SHOWN], total=len(findings),
                              kind=kind, kinds=values(DriftKind), counts=counts, shown_at_most=DRIFT_SHOWN)
 

@@ -331,6 +331,11 @@ class Store:
         async with self.transaction() as connection:
             return await drift.latest_findings(connection, nmi=nmi, kind=kind)
 
+    async def drift_counts(self) -> dict[str, int]:
+        """The latest finished reconciliation's findings by kind (every kind, 0 when none)."""
+        async with self._reading() as connection:
+            return await drift.latest_counts(connection)
+
     # --- the operator console: users and sessions ---------------------------------------------
     async def save_user(self, name: str, role: str, password_hash: str | None) -> bool:
         """Create a console user or change its role (and password, given a new hash; that ends
