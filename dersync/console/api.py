@@ -15,8 +15,6 @@ store does not hold 404) with `{"error": "one line"}`, and changes nothing.
 
 from __future__ import annotations
 
-import math
-
 import structlog
 from aiohttp import web
 
@@ -24,11 +22,13 @@ from dersync.console.app import Console, Forbidden
 from dersync.console.auth import CSRF_HEADER
 from dersync.console.forms import (
     FILTER_KEYS,
+    PREVIEW_PAGE_SIZE,
     BadInput,
     exception_filter,
     json_body,
     nmi_value,
     only_known,
+    page_count,
     page_of,
     reason_of,
     selection_of,
@@ -37,8 +37,6 @@ from dersync.store import NothingSelected, SelectionChanged
 
 log = structlog.get_logger("dersync.console")
 
-#: NMIs listed per page of a re-drive preview, unless `pageSize` says otherwise.
-PREVIEW_PAGE_SIZE = 100
 
 
 class Api:
@@ -71,7 +69,7 @@ class Api:
         page, size = page_of(request.query)
         items, total = await self.c.store.exception_page(flt, page=page, page_size=size)
         return self.c.json({"items": items, "page": page, "pageSize": size, "total": total,
-                            "pages": max(1, math.ceil(total / size)), "filter": flt.as_dict()})
+                            "pages": page_count(total, size), "filter": flt.as_dict()})
 
     async def nmi(self, request: web.Request) -> web.Response:
         nmi = _nmi(request)
@@ -122,7 +120,7 @@ class Api:
                 return self.c.json({
                     "preview": True, "count": len(resolved.nmis), "parked": len(resolved.parked),
                     "fingerprint": resolved.fingerprint, "page": page, "pageSize": size,
-                    "pages": max(1, math.ceil(len(resolved.nmis) / size)),
+                    "pages": page_count(len(resolved.nmis), size),
                     "nmis": [{"nmi": nmi, **states.get(nmi, {})} for nmi in shown]})
             action_id, resolved = await self.c.store.redrive(selection, actor=actor, reason=reason, expect=expect)
         except NothingSelected as exc:

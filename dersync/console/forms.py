@@ -4,6 +4,7 @@ checked against the vocabulary, with one readable line for whatever is wrong."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -67,6 +68,15 @@ def exception_filter(params: Mapping[str, Any]) -> ExceptionFilter:
         nmi_prefix=nmi_value("nmiPrefix", params.get("nmiPrefix")),
         age=ExceptionAge(age) if (age := _choice("age", params.get("age"), values(ExceptionAge))) else None,
     )
+
+
+#: NMIs a re-drive preview shows a page (the page and the API alike).
+PREVIEW_PAGE_SIZE = 100
+
+
+def page_count(items: int, size: int) -> int:
+    """Pages of `size` that `items` fill; an empty list is still one (empty) page."""
+    return max(1, math.ceil(items / size))
 
 
 def page_of(params: Mapping[str, Any], default_size: int = PAGE_SIZE) -> tuple[int, int]:

@@ -21,7 +21,15 @@ from dersync.cli.output import in_zone
 from dersync.console.app import Console, see_other
 from dersync.console.auth import SIGNIN_COOKIE, Refused, tokens_match
 from dersync.console.compare_view import side_by_side
-from dersync.console.forms import BadInput, exception_filter, nmi_value, page_of, reason_of
+from dersync.console.forms import (
+    PREVIEW_PAGE_SIZE,
+    BadInput,
+    exception_filter,
+    nmi_value,
+    page_count,
+    page_of,
+    reason_of,
+)
 from dersync.errors import AemoError, LeaseLost
 from dersync.models import check_record
 from dersync.reconcile.compare import compare_installation, compare_nmi_details
@@ -31,7 +39,6 @@ from dersync.vocabulary import DriftKind, ExceptionAge, ExceptionStatus, Level, 
 log = structlog.get_logger("dersync.console")
 
 #: NMIs listed per page of a re-drive preview.
-PREVIEW_PAGE_SIZE = 100
 #: Messages a redirect may ask a page to show (`?done=`): fixed wording, never text from the URL.
 DONE = {
     "redriven": "Re-driven: the next sync pass sends this record to AEMO (even though its content did not change).",
@@ -142,7 +149,7 @@ class Pages:
         flt, params = self._inbox_filter(request)
         page, size = page_of(request.query)
         items, total = await self.c.store.exception_page(flt, page=page, page_size=size)
-        pages = max(1, math.ceil(total / size))
+        pages = page_count(total, size)
         return self.c.render(request, "exceptions.html", items=items, total=total, page=page, size=size, pages=pages,
                              params=params, flt=flt, **_choices())
 
@@ -211,9 +218,8 @@ class Pages:
                    "requests to AEMO. Below: what the last reconciliation found.")
         if client is None or role != "leader":
             return {**found, "state": "standby", "message": standby}
-        view = await self.c.store.nmi_view(nmi, ledger_limit=0)
-        assert view is not None
-        record = view["record"]
+        record = await self.c.store.record_view(nmi)
+        assert record is not None
         try:
             if part == Part.NMI:
                 response = await client.nmi.get(nmi)
@@ -317,7 +323,7 @@ class Pages:
         resolved = await self.c.store.redrive_preview(selection)
         shown = resolved.nmis[(page - 1) * PREVIEW_PAGE_SIZE : page * PREVIEW_PAGE_SIZE]
         states = await self.c.store.record_states(shown)
-        pages = max(1, math.ceil(len(resolved.nmis) / PREVIEW_PAGE_SIZE))
+        pages = page_count(len(resolved.nmis), PREVIEW_PAGE_SIZE)
         return self.c.render(request, "redrive.html", status=status, selection=selection, again=again,
                              resolved=resolved, shown=shown, states=states, page=page, pages=pages, message=message,
                              again_query=urlencode(again, doseq=True))

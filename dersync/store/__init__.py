@@ -440,6 +440,11 @@ class Store:
         async with self._reading() as connection:
             return await inbox.code_counts(connection, flt, utcnow(), limit)
 
+    async def record_view(self, nmi: str) -> dict[str, Any] | None:
+        """The record's content and sync state (None when the store does not hold it)."""
+        async with self._reading() as connection:
+            return await inbox.record_view(connection, nmi)
+
     async def nmi_view(self, nmi: str, *, ledger_limit: int = 50) -> dict[str, Any] | None:
         """Everything the store knows about one NMI (None when it holds no such record): its
         record and sync state, equipment ids, exceptions, actions, drift findings of the latest
