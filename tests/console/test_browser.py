@@ -43,6 +43,7 @@ class Browser:
     def __init__(self, driver: Any, base: str) -> None:
         self.driver = driver
         self.base = base
+        self.marks = 0
 
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(function, *args)
@@ -76,12 +77,36 @@ class Browser:
         await self.call(lambda: Select(element).select_by_value(value))
 
     async def click(self, css: str, *, confirm: bool = False) -> None:
-        """Click; with `confirm`, accept the page's confirmation dialog (data-confirm)."""
+        """Click something that leads to another page and wait until that page has replaced this
+        one, so that the next look reads the new page, not the old one (the driver can return
+        from a click before the navigation it starts has finished when the machine is busy). With
+        `confirm`, accept the page's confirmation dialog (data-confirm) first."""
+        mark = await self._mark()
         element = await self.find(css)
         await self.call(element.click)
         if confirm:
             alert = await wait_for(lambda: self.call(self._alert), "the confirmation dialog", deadline=10)
             await self.call(alert.accept)
+        await self._replaced(mark, f"the page after clicking {css}")
+
+    async def back(self) -> None:
+        """The browser's Back button, waiting for the previous page to be shown again."""
+        mark = await self._mark()
+        await self.call(self.driver.back)
+        await self._replaced(mark, "the previous page")
+
+    async def _mark(self) -> str:
+        """Mark the page now shown with a fresh token; a page shown later, even one restored from
+        the back-forward cache, carries another token or none."""
+        self.marks += 1
+        token = f"page-{self.marks}"
+        await self.call(self.driver.execute_script, f"window.dersyncPageMark = '{token}';")
+        return token
+
+    async def _replaced(self, token: str, what: str) -> None:
+        script = ("return document.readyState === 'complete' && "
+                  f"window.dersyncPageMark !== '{token}';")
+        await wait_for(lambda: self.call(self.driver.execute_script, script), what, deadline=15, interval=0.1)
 
     def _alert(self) -> Any:
         from selenium.common.exceptions import NoAlertPresentException
@@ -173,7 +198,7 @@ async def test_an_operator_signs_in_filters_redrives_parks_and_signs_out(browser
     await browser.click(f'#exceptions a[href="/nmi/{nmis[3]}"]')
     assert await browser.text("#nmi") == nmis[3]
     assert "2023" in await browser.text("#nmi-exceptions")
-    await browser.call(browser.driver.back)
+    await browser.back()
 
     await browser.click("#redrive-matching")
     assert await browser.text("#preview-count") == "24 NMIs"
