@@ -18,7 +18,6 @@ batches, and at the end.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import scale
 from benchmarks.run import SimulatorProcess, fresh_database
+from dersync import event_loop
 
 AEMO_LIMIT = 6000
 
@@ -233,7 +233,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the totals as JSON")
     parser.add_argument("--output", help="also write the summary to this file")
     args = parser.parse_args()
-    text = asyncio.run(run(args))
+    text = event_loop.run(run(args))
     print(text)
     if args.output:
         Path(args.output).write_text(text)

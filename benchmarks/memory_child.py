@@ -6,7 +6,6 @@ AEMO's limit lifted, and prints the peak RSS of this process as JSON.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.run import UNTHROTTLED, SimulatorProcess, loaded_store, rss_mb
+from dersync import event_loop
 
 
 async def measure(count: int) -> dict[str, float]:
@@ -35,4 +35,4 @@ async def measure(count: int) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(measure(int(sys.argv[1])))))
+    print(json.dumps(event_loop.run(measure(int(sys.argv[1])))))

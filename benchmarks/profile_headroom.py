@@ -20,7 +20,6 @@ Prints a Markdown summary (and writes it with `--output`).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import io
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.run import UNTHROTTLED, SimulatorProcess, loaded_store, process_cpu_seconds
+from dersync import event_loop
 
 #: (group, substrings of a frame "function (file:line)"), first match wins. dersync's helpers that
 #: wrap a C call (hashlib, json) are named, since without native frames they are the innermost one.
@@ -270,7 +270,7 @@ def main() -> None:
     if args.from_raw:
         text = markdown(Path(args.from_raw).read_text(), f"## Profile from {args.from_raw}\n", args.top)
     else:
-        text = asyncio.run(run(args))
+        text = event_loop.run(run(args))
     print(text)
     if args.output:
         Path(args.output).write_text(text)

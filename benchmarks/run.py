@@ -30,6 +30,8 @@ from typing import Any
 
 import aiohttp
 
+from dersync import event_loop
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CLIENT_ID, CLIENT_SECRET, PARTICIPANT = "dersync-demo", "demo-secret", "BENCHNSP"
@@ -248,10 +250,11 @@ def benchmark(func: Benchmark) -> Benchmark:
     return func
 
 
-def write_results(results: list[Result], command: str) -> Path:
+def write_results(results: list[Result], command: str, loop: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H%M%SZ")
-    machine = f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    machine = (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+               f"client's event loop {loop}")
     lines = [f"# dersync benchmarks {stamp}", "", f"- machine: {machine}", f"- command: `{command}`", "",
              "| benchmark | measured | target | verdict |", "|---|---|---|---|"]
     lines += [f"| {r.name} | {r.measured} | {r.target} | {r.verdict} |" for r in results]
@@ -299,6 +302,9 @@ def main() -> None:
     parser.add_argument("--exceptions", type=int, default=100_000, help="validation exceptions for scale_status")
     parser.add_argument("--cli-timeout", type=float, default=120.0,
                         help="scale_status: stop a command still running after this many seconds")
+    parser.add_argument("--event-loop", choices=("dersync", "asyncio"), default="dersync",
+                        help="the loop this process (the client) runs on: dersync's choice (uvloop where installed, "
+                             "as every command) or asyncio's own, to measure what the choice is worth")
     args = parser.parse_args()
     args.stores = [kind.strip() for kind in args.stores.split(",") if kind.strip()]
     args.sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
@@ -310,12 +316,14 @@ def main() -> None:
     for name in names:
         print(f"running {name} ...", flush=True)
         try:
-            result = asyncio.run(BENCHMARKS[name](args))
+            run = asyncio.run if args.event_loop == "asyncio" else event_loop.run
+            result = run(BENCHMARKS[name](args))
         except Exception as exc:
             result = Result(name, f"failed: {type(exc).__name__}: {exc}", "-", "ERROR")
         print(f"  {result.measured}  (target {result.target}: {result.verdict})", flush=True)
         results.append(result)
-    path = write_results(results, "python benchmarks/run.py " + " ".join(sys.argv[1:]))
+    loop = "asyncio" if args.event_loop == "asyncio" or event_loop.loop_factory() is None else "uvloop"
+    path = write_results(results, "python benchmarks/run.py " + " ".join(sys.argv[1:]), loop)
     print()
     print(path.read_text().split("```json")[0])
 

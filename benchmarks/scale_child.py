@@ -11,7 +11,6 @@ peak RSS (VmHWM restarted after the pass).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.run import UNTHROTTLED, process_cpu_seconds, reset_peak_rss, rss_mb, simulator_settings
+from dersync import event_loop
 
 
 async def measure(url: str, count: int, simulator_url: str) -> dict[str, Any]:
@@ -83,4 +83,4 @@ async def measure(url: str, count: int, simulator_url: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(measure(sys.argv[1], int(sys.argv[2]), sys.argv[3]))))
+    print(json.dumps(event_loop.run(measure(sys.argv[1], int(sys.argv[2]), sys.argv[3]))))

@@ -7,7 +7,6 @@ per problem and exit non-zero without a traceback; `--debug` shows the traceback
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import sys
 from collections.abc import Callable, Coroutine
@@ -17,6 +16,7 @@ from typing import Any
 
 import click
 
+from dersync import event_loop
 from dersync.errors import ConfigError, DersyncError
 from dersync.logs import configure_logging
 from dersync.settings import Enumerations, Settings, load_settings
@@ -45,7 +45,7 @@ def run_async(func: Callable[..., Coroutine[Any, Any, int | None]]) -> Callable[
     @click.pass_obj
     def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> None:
         try:
-            code: int | None = asyncio.run(func(ctx, *args, **kwargs))
+            code: int | None = event_loop.run(func(ctx, *args, **kwargs))
         except ConfigError as exc:
             for problem in exc.problems:
                 click.echo(f"dersync: configuration: {problem}", err=True)

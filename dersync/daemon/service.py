@@ -29,6 +29,7 @@ from dersync.admin.certificates import check_client_certificate
 from dersync.aemo.client import AemoClient
 from dersync.console import Console, LiveJobs, Runtime
 from dersync.errors import AuthError, ConfigError, RetriableError
+from dersync.event_loop import running_loop_name
 from dersync.leadership import Leadership, LeaseTiming
 from dersync.retry import RetryPolicy, Stopped
 from dersync.settings import Settings
@@ -121,7 +122,7 @@ class Service:
         log.info("daemon.ready", sync_interval_seconds=self.settings.sync_interval_seconds,
                  reconcile_cron=self.settings.reconcile_cron, timezone=self.settings.timezone,
                  admin=f"{self.settings.admin_host}:{self.admin.port if self.admin else '?'}",
-                 replica=leadership.replica_id, role=leadership.role)
+                 replica=leadership.replica_id, role=leadership.role, event_loop=running_loop_name())
         await self.stopping.wait()
         scheduler.shutdown(wait=False)
         await self._drain()
