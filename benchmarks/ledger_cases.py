@@ -146,12 +146,14 @@ async def _pass(kind: str, postgres_url: str | None, *, ledger: bool) -> dict[st
     """One headroom pass in a fresh store and simulator, with the ledger or without it."""
     from sqlalchemy import func, select
 
+    from dersync.gc_tuning import settle_after_start_up
     from dersync.store.tables import ledger_entry
     from dersync.sync import sync_once
 
     with tempfile.TemporaryDirectory() as tmp, SimulatorProcess(rate_limit=10**9) as sim:
         async with loaded_store(sim, tmp, HEADROOM_RECORDS, store=kind, postgres_url=postgres_url,
                                 **UNTHROTTLED) as (settings, store):
+            settle_after_start_up()  # as `dersync sync` does once its store is open
             with _ledger(ledger):
                 cpu, started = process_cpu_seconds(), time.monotonic()
                 summary = await sync_once(settings, store)

@@ -204,6 +204,7 @@ def cprofile_tables(profile: cProfile.Profile, main_cpu: float, other_cpu: float
 
 
 async def run(args: argparse.Namespace) -> str:
+    from dersync.gc_tuning import settle_after_start_up
     from dersync.logs import configure_logging
     from dersync.settings import Settings
     from dersync.sync import sync_once
@@ -214,6 +215,7 @@ async def run(args: argparse.Namespace) -> str:
         # sender lease's renewal (due every 3.3 s) then times out and the pass stops half-way.
         async with loaded_store(sim, tmp, args.records, store=args.store, postgres_url=args.postgres_url,
                                 failover_seconds=600, **UNTHROTTLED) as (settings, store):
+            settle_after_start_up()  # as `dersync sync` does once its store is open
             raw_path = Path(tmp) / "stacks.txt"
             sampler = profile = None
             if args.profiler == "py-spy":
