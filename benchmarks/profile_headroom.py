@@ -32,10 +32,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.ledger_cases import ledger_off
 from benchmarks.run import UNTHROTTLED, SimulatorProcess, loaded_store, process_cpu_seconds
 from dersync import event_loop
 
@@ -230,7 +232,8 @@ async def run(args: argparse.Namespace) -> str:
             main_cpu = time.thread_time()
             if profile is not None:
                 profile.enable()
-            summary = await sync_once(settings, store)
+            with ledger_off() if args.without_ledger else nullcontext():
+                summary = await sync_once(settings, store)
             if profile is not None:
                 profile.disable()
             main_cpu = time.thread_time() - main_cpu
@@ -268,6 +271,8 @@ def main() -> None:
     parser.add_argument("--keep-raw", help="py-spy: keep the raw stacks in this file")
     parser.add_argument("--from-raw", help="group an earlier py-spy raw capture instead of running a pass")
     parser.add_argument("--output", help="also write the summary to this file")
+    parser.add_argument("--without-ledger", action="store_true",
+                        help="profile the pass with the ledger's work switched off (benchmarks/ledger_cases.py)")
     args = parser.parse_args()
     if args.from_raw:
         text = markdown(Path(args.from_raw).read_text(), f"## Profile from {args.from_raw}\n", args.top)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 #: The pass (sync_pass.id) the current task works for; set by the sync engine and reconciliation.
 CURRENT_PASS: ContextVar[int | None] = ContextVar("dersync_current_pass", default=None)
@@ -38,9 +39,11 @@ class SentBody:
         return cls(raw, {}, hashlib.sha256(raw).hexdigest(), packed)
 
 
-@dataclass(frozen=True)
-class SentRequest:
-    """One HTTP attempt to the NMI or Installation API (the shape `dersync.store.ledger` appends)."""
+class SentRequest(NamedTuple):
+    """One HTTP attempt to the NMI or Installation API (the shape `dersync.store.ledger` appends).
+
+    A named tuple, not a dataclass: one is built per request, and a frozen dataclass's
+    field-by-field `__init__` cost several times a tuple's."""
 
     sent_at: datetime
     answered_at: datetime | None
