@@ -329,7 +329,7 @@ def main() -> None:
             result = Result(name, f"failed: {type(exc).__name__}: {exc}", "-", "ERROR")
         print(f"  {result.measured}  (target {result.target}: {result.verdict})", flush=True)
         results.append(result)
-    loop = "asyncio" if args.event_loop == "asyncio" or event_loop.loop_factory() is None else "uvloop"
+    loop = "asyncio" if args.event_loop == "asyncio" else event_loop.chosen_loop_name()
     path = write_results(results, "python benchmarks/run.py " + " ".join(sys.argv[1:]), loop)
     print()
     print(path.read_text().split("```json")[0])

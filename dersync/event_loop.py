@@ -27,6 +27,11 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def chosen_loop_name() -> str:
+    """"uvloop" or "asyncio": the loop `run` starts here."""
+    return "asyncio" if loop_factory() is None else "uvloop"
+
+
 def running_loop_name() -> str:
     """"uvloop" or "asyncio": the loop this coroutine runs on (the daemon logs it when ready)."""
     return type(asyncio.get_running_loop()).__module__.split(".")[0]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dersync.event_loop import loop_factory, run, running_loop_name
+from dersync.event_loop import chosen_loop_name, loop_factory, run, running_loop_name
 
 
 def test_uvloop_is_installed_where_the_package_depends_on_it() -> None:
@@ -27,7 +27,7 @@ def test_run_returns_the_result_and_runs_on_the_chosen_loop() -> None:
     name, answer = run(main())
 
     assert answer == 42
-    assert name == ("asyncio" if loop_factory() is None else "uvloop")
+    assert name == chosen_loop_name()
 
 
 def test_an_error_in_the_command_reaches_the_caller() -> None:

@@ -38,7 +38,6 @@ from dersync.store import NothingSelected, SelectionChanged
 log = structlog.get_logger("dersync.console")
 
 
-
 class Api:
     def __init__(self, console: Console) -> None:
         self.c = console

@@ -38,7 +38,6 @@ from dersync.vocabulary import DriftKind, ExceptionAge, ExceptionStatus, Level, 
 
 log = structlog.get_logger("dersync.console")
 
-#: NMIs listed per page of a re-drive preview.
 #: Messages a redirect may ask a page to show (`?done=`): fixed wording, never text from the URL.
 DONE = {
     "redriven": "Re-driven: the next sync pass sends this record to AEMO (even though its content did not change).",

@@ -86,12 +86,13 @@ def _values(r: SentRequest) -> tuple[Any, ...]:
 
 @dataclass(frozen=True)
 class _Insert:
-    """The ledger's INSERT as one dialect's driver takes it: the SQL, where each of its positional
-    parameters is in `_values` (None: the driver takes them by name), and the conversions of the
-    values whose column type has one."""
+    """The ledger's INSERT as one dialect's driver takes it: the SQL, whether the driver takes its
+    parameters by name, where each positional parameter is in `_values` (None: in that order
+    already), and the conversions of the values whose column type has one."""
 
     sql: str
-    positions: tuple[int, ...] | None
+    named: bool
+    reorder: tuple[int, ...] | None
     conversions: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     def row(self, r: SentRequest) -> tuple[Any, ...] | dict[str, Any]:
@@ -101,14 +102,13 @@ class _Insert:
             for i, convert in self.conversions:
                 converted[i] = convert(converted[i])
             values = tuple(converted)
-        if self.positions is None:
+        if self.named:
             return dict(zip(_APPENDED, values, strict=True))
-        if self.positions == _IN_ORDER:
+        if self.reorder is None:
             return values
-        return tuple(values[i] for i in self.positions)
+        return tuple(values[i] for i in self.reorder)
 
 
-_IN_ORDER = tuple(range(len(_APPENDED)))
 _INSERTS: dict[tuple[str, str], _Insert] = {}
 
 
@@ -118,10 +118,12 @@ def _insert_for(dialect: Dialect) -> _Insert:
         compiled = ledger_entry.insert().compile(dialect=dialect, column_keys=list(_APPENDED))
         conversions = tuple((i, convert) for i, name in enumerate(_APPENDED)
                             if (convert := ledger_entry.c[name].type.dialect_impl(dialect).bind_processor(dialect)))
+        positions = (tuple(_APPENDED.index(name) for name in compiled.positiontup)
+                     if compiled.positiontup is not None else None)
         _INSERTS[key] = _Insert(
             sql=compiled.string,
-            positions=(tuple(_APPENDED.index(name) for name in compiled.positiontup)
-                       if compiled.positiontup is not None else None),
+            named=positions is None,
+            reorder=None if positions is None or positions == tuple(range(len(_APPENDED))) else positions,
             conversions=conversions,
         )
     return _INSERTS[key]

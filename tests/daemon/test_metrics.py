@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dersync.aemo.client import AemoClient
 from dersync.daemon.service import Service
-from dersync.event_loop import loop_factory
+from dersync.event_loop import chosen_loop_name
 from dersync.mock import Simulator
 from dersync.reconcile import reconcile
 from dersync.settings import Settings
@@ -81,7 +81,7 @@ async def test_a_running_daemon_shows_its_schedule_its_passes_and_its_client_cer
     [warning] = [e for e in replica.events() if e["event"] == "tls.client_cert.expiring"]
     assert (warning["level"], warning["days_left"], warning["path"]) == ("warning", 10.0, str(cert))
     [ready] = [e for e in replica.events() if e["event"] == "daemon.ready"]
-    assert ready["event_loop"] == ("asyncio" if loop_factory() is None else "uvloop")
+    assert ready["event_loop"] == chosen_loop_name()
 
 
 async def test_a_replica_shows_the_last_successful_reconciliation_in_the_store(
