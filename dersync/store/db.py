@@ -35,6 +35,15 @@ APPLICATION_NAME = f"dersync {socket.gethostname()[:40]} pid {os.getpid()}"
 STORE_TABLES = frozenset({"alembic_version", "der_record"})
 
 
+#: Prepared statements each pooled connection keeps (the drivers keep 100 or 128). A statement
+#: with an IN list is a new statement for every length of list, and one for a batch of 500 NMIs
+#: holds tens of kilobytes: at the drivers' figure a first pass's resident memory went on rising
+#: with the store's size (SQLite's own count of its memory: +10 MB from 10,000 records to
+#: 200,000; +8 MB by 60,000 on PostgreSQL), and flat at this one, at the same speed (preparing
+#: again costs microseconds, once per batch). benchmarks/README.md, scale_first_pass.
+CACHED_STATEMENTS = 16
+
+
 def make_engine(url: str, *, pool_size: int = 10, busy_timeout_seconds: float = SQLITE_BUSY_SECONDS,
                 create: bool = True) -> AsyncEngine:
     """An async engine tuned for the database behind `url`.
@@ -57,14 +66,16 @@ def make_engine(url: str, *, pool_size: int = 10, busy_timeout_seconds: float = 
                 ) from None
             if not parsed.query.get("uri"):
                 _open_sqlite_file(url, database)
-        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_seconds})
+        engine = create_async_engine(url, connect_args={"timeout": busy_timeout_seconds,
+                                                        "cached_statements": CACHED_STATEMENTS})
         event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout_seconds))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # The application name shows in pg_stat_activity which dersync process holds which session
     # (the same host and pid as the User-Agent AEMO sees), for DBAs and the failover tests.
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                               connect_args={"server_settings": {"application_name": APPLICATION_NAME}})
+                               connect_args={"server_settings": {"application_name": APPLICATION_NAME},
+                                             "prepared_statement_cache_size": CACHED_STATEMENTS})
 
 
 def _open_sqlite_file(url: str, database: str) -> None:
