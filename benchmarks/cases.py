@@ -73,7 +73,10 @@ async def headroom(args: argparse.Namespace) -> Result:
         runs[kind] = [await _headroom_pass(kind, records, args.postgres_url) for _ in range(args.headroom_repeat)]
     with SimulatorProcess(rate_limit=10**9) as sim:
         baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=900_000)
-    details: dict[str, object] = {"records": records, "baseline_per_second": round(baseline, 1)}
+    with SimulatorProcess(rate_limit=10**9) as sim:
+        floor = await _aiohttp_floor(sim, records, start=800_000)
+    details: dict[str, object] = {"records": records, "baseline_per_second": round(baseline, 1),
+                                  "aiohttp_alone": floor}
     texts, rates = [], []
     for kind, passes in runs.items():
         rate = statistics.median(p["per_second"] for p in passes)
@@ -87,7 +90,10 @@ async def headroom(args: argparse.Namespace) -> Result:
                          "simulator_cpu_ms_per_push": round(sim_cpu, 3), "runs": passes}
     return Result(
         "headroom", "installations/s (each: NMI POST + installation POST + store writes), median of "
-                    f"{args.headroom_repeat}: " + "; ".join(texts) + f"; naive sequential `requests` {baseline:.0f}/s",
+                    f"{args.headroom_repeat}: " + "; ".join(texts) + f"; naive sequential `requests` {baseline:.0f}/s; "
+                    f"aiohttp alone (the same two POSTs, nothing else) {floor['per_second']:.0f}/s, "
+                    f"client CPU {floor['client_cpu_ms_per_push']:.2f} ms/push "
+                    f"(simulator {floor['simulator_cpu_ms_per_push']:.2f})",
         ">= 1,000/s on 2 cores, each store (AEMO allows 100 requests/s)",
         "met" if rates and min(rates) >= 1000 else "NOT met", details,
     )
@@ -150,6 +156,56 @@ async def initial_load(args: argparse.Namespace) -> Result:
 
 def _api_requests_of(counters: dict) -> int:
     return sum(n for _m, route, _s, n in counters["requests_by_route"] if route != "oauth_token")
+
+
+async def _aiohttp_floor(sim: SimulatorProcess, count: int, start: int) -> dict[str, float]:
+    """What the HTTP client alone costs this process per installation push, and what the
+    simulator costs its own: the two POSTs dersync sends per new record (the same headers, gzip
+    bodies built beforehand, one session with dersync's connector limit, answers read and parsed),
+    and nothing else: no store, plan, validation, pacing or ledger. With aiohttp, dersync's client
+    CPU per push cannot come below this, and on 2 cores shared with the simulator no client can
+    push faster than 2 / (this + the simulator's CPU per push)."""
+    import gzip
+
+    import aiohttp
+
+    from dersync.testing import installation, nmi_details, nmi_for
+
+    concurrency = UNTHROTTLED["concurrency"]
+    pushes = []
+    for index in range(start, start + count):
+        nmi = nmi_for(index)
+        pushes.append([gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6)
+                       for body in (nmi_details(nmi), {"data": installation(nmi)})])
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
+        basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        async with session.post(sim.url + "/oauth/v1/token?grant_type=client_credentials",
+                                headers={"Authorization": f"Basic {basic}"},
+                                data={"grant_type": "client_credentials"}) as answer:
+            token_body = await answer.json()
+        token = token_body.get("acess_token") or token_body.get("access_token")
+        headers = {"Authorization": f"Bearer {token}", "X-initiatingParticipantID": PARTICIPANT, "X-market": "WEM",
+                   "Content-Type": "application/json", "Accept": "application/json", "Content-Encoding": "gzip"}
+        urls = (sim.url + "/wem/v1/der-register/nmi-details", sim.url + "/v2/der-register/installation")
+        work = iter(pushes)
+        statuses: Counter[int] = Counter()
+
+        async def worker() -> None:
+            for bodies in work:
+                for url, body in zip(urls, bodies, strict=True):
+                    async with session.post(url, data=body, headers=headers) as answer:
+                        json.loads(await answer.read())
+                        statuses[answer.status] += 1
+
+        cpu, sim_cpu, started = process_cpu_seconds(), sim.cpu_seconds(), time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.monotonic() - started
+        cpu, sim_cpu = process_cpu_seconds() - cpu, sim.cpu_seconds() - sim_cpu
+    if set(statuses) != {201}:
+        raise RuntimeError(f"aiohttp floor: the simulator answered {dict(statuses)}, not only 201 Created")
+    return {"per_second": round(count / seconds, 1), "client_cpu_ms_per_push": round(cpu / count * 1000, 3),
+            "simulator_cpu_ms_per_push": round(sim_cpu / count * 1000, 3)}
 
 
 def _naive_baseline(url: str, count: int, start: int) -> float:
