@@ -7,8 +7,11 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from dersync.aemo.sent import SentBody, SentRequest
-from dersync.store import Store
+from dersync.errors import StoreUnavailable
+from dersync.store import Store, ledger
 
 NOW = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
 PINNED = ["id", "sentAt", "answeredAt", "nmi", "part", "method", "path", "status", "transactionId", "codes",
@@ -87,3 +90,30 @@ async def test_pruning_drops_old_bodies_first_then_old_rows_in_small_batches(sto
     assert len(rows) == 6
     kept = {r["sentAt"] > bodies_before: (await store.ledger_body(r["id"]) or ({}, None))[1] for r in rows}
     assert kept[True] is not None and kept[False] is None
+
+
+async def test_rows_commit_or_roll_back_with_the_transaction_they_are_appended_in(store: Store) -> None:
+    """Rows appended in a transaction that fails are gone with it, whether they were its first
+    statement or came after others (PostgreSQL appends by COPY, past SQLAlchemy, so the
+    transaction SQLAlchemy begins lazily must have begun); a transaction that succeeds keeps them."""
+    for first in (True, False):
+        with pytest.raises(RuntimeError, match="outcome failed"):
+            async with store.transaction() as connection:
+                if not first:
+                    await ledger.append(connection, [sent("8001000005", at=NOW)])
+                await ledger.append(connection, [sent("8001000005", at=NOW + timedelta(minutes=1))])
+                raise RuntimeError("outcome failed")
+    assert await store.ledger_for_nmi("8001000005") == []
+    async with store.transaction() as connection:
+        await ledger.append(connection, [sent("8001000005", at=NOW)])
+    assert len(await store.ledger_for_nmi("8001000005")) == 1
+
+
+async def test_a_row_the_database_refuses_is_the_stores_error_with_its_reason(store: Store) -> None:
+    """A row the database refuses (no method: the column is NOT NULL) is reported as the store's
+    error with the database's reason, not as a driver traceback, on PostgreSQL's COPY as on
+    SQLite's INSERT, and nothing of the batch is kept."""
+    refused = sent("8001000006")._replace(method=None)
+    with pytest.raises(StoreUnavailable, match=r"(?i)null.*method"):
+        await store.append_ledger([sent("8001000006"), refused])
+    assert await store.ledger_for_nmi("8001000006") == []
