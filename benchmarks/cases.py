@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from benchmarks.run import (
     CLIENT_ID,
@@ -73,7 +74,6 @@ async def headroom(args: argparse.Namespace) -> Result:
         runs[kind] = [await _headroom_pass(kind, records, args.postgres_url) for _ in range(args.headroom_repeat)]
     with SimulatorProcess(rate_limit=10**9) as sim:
         baseline = await asyncio.to_thread(_naive_baseline, sim.url, 1000, start=900_000)
-    with SimulatorProcess(rate_limit=10**9) as sim:
         floor = await _aiohttp_floor(sim, records, start=800_000)
     details: dict[str, object] = {"records": records, "baseline_per_second": round(baseline, 1),
                                   "aiohttp_alone": floor}
@@ -158,6 +158,25 @@ def _api_requests_of(counters: dict) -> int:
     return sum(n for _m, route, _s, n in counters["requests_by_route"] if route != "oauth_token")
 
 
+#: The simulator's routes the raw clients below (no dersync) send to, as dersync's settings aim at them.
+_TOKEN_PATH = "/oauth/v1/token?grant_type=client_credentials"
+_PUSH_PATHS = ("/wem/v1/der-register/nmi-details", "/v2/der-register/installation")
+
+
+def _token_request() -> dict[str, Any]:
+    """The keyword arguments of a client-credentials token POST (`requests` and aiohttp alike)."""
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    return {"headers": {"Authorization": f"Basic {basic}"}, "data": {"grant_type": "client_credentials"}}
+
+
+def _api_headers(token_body: dict[str, Any]) -> dict[str, str]:
+    """AEMO's request headers for the token in `token_body` (AEMO's spelling or the standard one)."""
+    from dersync.aemo.auth import standard_token_body
+
+    token = standard_token_body(token_body)["access_token"]
+    return {"Authorization": f"Bearer {token}", "X-initiatingParticipantID": PARTICIPANT, "X-market": "WEM"}
+
+
 async def _aiohttp_floor(sim: SimulatorProcess, count: int, start: int) -> dict[str, float]:
     """What the HTTP client alone costs this process per installation push, and what the
     simulator costs its own: the two POSTs dersync sends per new record (the same headers, gzip
@@ -179,15 +198,10 @@ async def _aiohttp_floor(sim: SimulatorProcess, count: int, start: int) -> dict[
                        for body in (nmi_details(nmi), {"data": installation(nmi)})])
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency),
                                      cookie_jar=aiohttp.DummyCookieJar()) as session:
-        basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        async with session.post(sim.url + "/oauth/v1/token?grant_type=client_credentials",
-                                headers={"Authorization": f"Basic {basic}"},
-                                data={"grant_type": "client_credentials"}) as answer:
-            token_body = await answer.json()
-        token = token_body.get("acess_token") or token_body.get("access_token")
-        headers = {"Authorization": f"Bearer {token}", "X-initiatingParticipantID": PARTICIPANT, "X-market": "WEM",
-                   "Content-Type": "application/json", "Accept": "application/json", "Content-Encoding": "gzip"}
-        urls = (sim.url + "/wem/v1/der-register/nmi-details", sim.url + "/v2/der-register/installation")
+        async with session.post(sim.url + _TOKEN_PATH, **_token_request()) as answer:
+            headers = {**_api_headers(await answer.json()), "Content-Type": "application/json",
+                       "Accept": "application/json", "Content-Encoding": "gzip"}
+        urls = tuple(sim.url + path for path in _PUSH_PATHS)
         work = iter(pushes)
         statuses: Counter[int] = Counter()
 
@@ -215,19 +229,13 @@ def _naive_baseline(url: str, count: int, start: int) -> float:
     from dersync.testing import installation, nmi_details, nmi_for
 
     session = requests.Session()
-    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-    token_body = session.post(url + "/oauth/v1/token?grant_type=client_credentials",
-                              headers={"Authorization": f"Basic {basic}"},
-                              data={"grant_type": "client_credentials"}).json()
-    token = token_body.get("acess_token") or token_body.get("access_token")
-    headers = {"Authorization": f"Bearer {token}", "X-initiatingParticipantID": PARTICIPANT, "X-market": "WEM"}
+    headers = _api_headers(session.post(url + _TOKEN_PATH, **_token_request()).json())
+    nmi_url, installation_url = (url + path for path in _PUSH_PATHS)
     started = time.monotonic()
     for index in range(start, start + count):
         nmi = nmi_for(index)
-        session.post(url + "/wem/v1/der-register/nmi-details", json=nmi_details(nmi),
-                     headers=headers).raise_for_status()
-        session.post(url + "/v2/der-register/installation", json={"data": installation(nmi)},
-                     headers=headers).raise_for_status()
+        session.post(nmi_url, json=nmi_details(nmi), headers=headers).raise_for_status()
+        session.post(installation_url, json={"data": installation(nmi)}, headers=headers).raise_for_status()
     return count / (time.monotonic() - started)
 
 
